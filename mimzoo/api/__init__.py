@@ -1,0 +1,1 @@
+"""The public verbs: load, list, info. Each module imports torch only inside functions."""

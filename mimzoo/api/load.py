@@ -1,0 +1,185 @@
+"""`mimzoo.load`: a zoo name, a Hub repo or a local folder -> a ready encoder."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import MimzooError, ModelFolderError, WeightsError
+from ..registry import ModelEntry, get_registry
+from ..weights import LoadReport, convert_and_load, hub_download, load_strict, read_checkpoint, sha256_of
+from ..weights.convert import resample_pos_embed
+
+log = logging.getLogger(__name__)
+
+HF_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
+# org/name as the Hub allows it; no "..", no leading separators: names that become paths
+_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+_DTYPES = {"fp32": "float32", "float32": "float32", "fp16": "float16", "float16": "float16",
+           "half": "float16", "bf16": "bfloat16", "bfloat16": "bfloat16"}
+
+
+def load(
+    name: str,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    device: Any = None,
+    dtype: Any = None,
+    img_size: int | tuple[int, int] | None = None,
+    *,
+    endpoint: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> Any:
+    """Load a MIM encoder, in eval mode, with masking off.
+
+    Args:
+        name: a zoo name (``"mae-vit-b"``, see ``mimzoo list``), ``"hf-hub:org/repo[@revision]"``,
+            or a local model folder (``config.json`` + ``model.safetensors``).
+        pretrained: load the variant's default pretrained weights (zoo names only); False gives
+            a randomly initialised encoder.
+        weights: a checkpoint file in any layout the variant knows (official, HF transformers,
+            timm; detected from its keys), or the tag of one of the variant's weight sources.
+        device: torch device to move the encoder to.
+        dtype: torch dtype or one of "fp32", "fp16", "bf16".
+        img_size: input size other than the pretraining size; position embeddings are interpolated.
+        endpoint: Hugging Face Hub URL for private hubs and mirrors (default: HF_ENDPOINT).
+        cache_dir: huggingface_hub cache folder (default: its own).
+
+    Returns:
+        An :class:`~mimzoo.encoders.encoder.Encoder`: ``encoder(x)`` -> ``[N, D]``,
+        ``encoder.forward_features(x)`` -> tokens, ``encoder.num_features``, ``encoder.transform``.
+
+    >>> enc = mimzoo.load("mae-vit-b")  # doctest: +SKIP
+    >>> enc(torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
+    torch.Size([1, 768])
+    """
+    if not isinstance(name, str) or not name:
+        raise MimzooError("model name must be a non-empty string such as 'mae-vit-b'")
+    hub = dict(endpoint=endpoint, cache_dir=cache_dir)
+    if name.startswith(HF_PREFIX):
+        repo_id, revision = _parse_hub_name(name)
+        folder = _fetch_hub_folder(repo_id, revision, **hub)
+        encoder = _load_folder(folder, img_size=img_size, source=name, weights=weights)
+    elif name.startswith(LOCAL_PREFIX) or _looks_like_path(name):
+        folder = Path(name.removeprefix(LOCAL_PREFIX)).expanduser()
+        if not folder.is_dir():
+            hint = f"; for a Hub repo use 'hf-hub:{name}'" if _REPO_RE.match(name) else ""
+            raise ModelFolderError(f"no model folder at '{folder}'{hint}")
+        encoder = _load_folder(folder, img_size=img_size, source=str(folder), weights=weights)
+    else:
+        entry = get_registry().model(name)
+        encoder = _load_variant(entry, pretrained=pretrained, weights=weights, img_size=img_size, **hub)
+    return _finish(encoder, device, dtype)
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or "\\" in name or name.startswith((".", "~")) or (
+        Path(name).is_dir() and name not in get_registry()
+    )
+
+
+def _parse_hub_name(name: str) -> tuple[str, str | None]:
+    spec = name[len(HF_PREFIX):]
+    repo_id, _, revision = spec.partition("@")
+    if not _REPO_RE.match(repo_id) or ".." in repo_id:
+        raise MimzooError(f"'{repo_id}' is not a Hub repo id; use 'hf-hub:org/name[@revision]'")
+    if "@" in spec and (not revision or ".." in revision):
+        raise MimzooError(f"'{name}' has an empty or invalid revision; use 'hf-hub:org/name@revision'")
+    return repo_id, revision or None
+
+
+def _fetch_hub_folder(repo_id: str, revision: str | None, **hub: Any) -> Path:
+    cfg = hub_download(repo_id, "config.json", revision=revision, **hub)
+    try:
+        hub_download(repo_id, "model.safetensors", revision=revision, **hub)
+    except WeightsError as e:
+        if "not found in Hub repo" not in str(e):
+            raise
+        hub_download(repo_id, "pytorch_model.bin", revision=revision, **hub)
+    return cfg.parent
+
+
+def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size: Any, **hub: Any) -> Any:
+    from ..encoders.build import build_variant
+
+    v = entry.variant
+    encoder = build_variant(entry.method, v, img_size)
+    owner = f"'{v.name}'"
+    source = v.weight_source(weights) if isinstance(weights, str) and not _is_file_like(weights) else None
+    if weights is not None and source is None:  # a local checkpoint file
+        sd = read_checkpoint(weights)
+        report = convert_and_load(encoder.model, sd, v.layouts, source=str(weights), owner=owner)
+    elif pretrained or source is not None:
+        source = source or v.weight_source()
+        if source is None:
+            raise WeightsError(f"{owner} has no pretrained weights; pass pretrained=False for random init or weights=PATH")
+        hint = "pass weights=PATH to a local copy" + (f" of {source.url}" if source.url else "")
+        path = hub_download(source.repo_id, source.filename, revision=source.revision, provide_hint=hint, **hub)
+        digest = _verify_sha256(path, source.sha256)
+        report = convert_and_load(
+            encoder.model, read_checkpoint(path), v.layouts, source=f"hf-hub:{source.repo_id}/{source.filename}",
+            owner=owner, expected_layout=source.layout, sha256=digest,
+        )
+    else:
+        report = LoadReport(source="random init", layout="none", tensors=0)
+    encoder.info = replace(encoder.info, weights=report)
+    return encoder
+
+
+def _is_file_like(weights: str) -> bool:
+    return "/" in weights or "\\" in weights or "." in weights or Path(weights).exists()
+
+
+def _verify_sha256(path: Path, expected: str | None) -> str | None:
+    if expected is None:
+        return None
+    digest = sha256_of(path)
+    if digest != expected.lower():
+        raise WeightsError(
+            f"{path} has sha256 {digest[:12]}..., expected {expected[:12]}...; the download is corrupt or "
+            "was replaced: delete it from the Hugging Face cache and retry"
+        )
+    return digest
+
+
+def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> Any:
+    from ..encoders.build import build_timm, set_pretrained_cfg
+    from ..encoders.encoder import Encoder, EncoderInfo
+    from ..hub.folder import read_config, weights_file
+
+    cfg = read_config(folder)
+    wfile = Path(weights) if weights is not None else weights_file(folder)
+    preprocess = cfg.preprocess.with_size(img_size)
+    model = build_timm(cfg.arch, pooling=cfg.pooling, model_kwargs=cfg.model_args, img_size=img_size)
+    set_pretrained_cfg(model, preprocess, license=cfg.mimzoo.get("license"))
+    sd = read_checkpoint(wfile)
+    if cfg.num_classes:  # a timm classifier repo used as an encoder: its head is not part of it
+        sd = {k: t for k, t in sd.items() if not k.startswith("head.")}
+        log.info("dropped the %d-class head of %s", cfg.num_classes, source)
+    n = load_strict(model, resample_pos_embed(sd, model), source=str(wfile), owner=f"'{source}' ({cfg.arch})")
+    block = cfg.mimzoo
+    info = EncoderInfo(
+        name=source, arch=cfg.arch, model_args=cfg.model_args, pooling=cfg.pooling, method=block.get("method"),
+        variant=block.get("variant"), license=block.get("license"),
+        weights=LoadReport(source=source, layout="timm", tensors=n),
+        # keep the first source of the weights through save -> load -> save chains
+        extra={"origin_weights": block.get("origin_weights", block.get("weights"))} if "weights" in block else {},
+    )
+    return Encoder(model, preprocess, info)
+
+
+def _finish(encoder: Any, device: Any, dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, str):
+        key = _DTYPES.get(dtype.lower())
+        if key is None:
+            raise MimzooError(f"unknown dtype '{dtype}'; use one of fp32, fp16, bf16")
+        dtype = getattr(torch, key)
+    if device is not None or dtype is not None:
+        encoder = encoder.to(device=device, dtype=dtype)
+    return encoder.eval()

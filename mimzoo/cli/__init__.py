@@ -1,0 +1,1 @@
+"""The `mimzoo` command line (click). Only this package prints; the library logs."""

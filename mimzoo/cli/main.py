@@ -1,0 +1,165 @@
+"""`mimzoo` CLI entry point.
+
+User errors (:class:`~mimzoo.errors.MimzooError`) print one `error: ...` line and exit 1; bugs
+keep their traceback. Commands that only read metadata never import torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .._version import __version__
+from ..errors import MimzooError
+from .table import render
+
+MODEL_COLUMNS = [
+    ("name", "name"),
+    ("method", "method"),
+    ("family", "family"),
+    ("arch", "architecture"),
+    ("params_m", "params (M)"),
+    ("input", "input"),
+    ("license", "license"),
+    ("ft_top1", "FT top-1"),
+    ("lin_top1", "LIN top-1"),
+]
+TAXONOMY_COLUMNS = [
+    ("method", "method"),
+    ("masking", "masking"),
+    ("target", "target"),
+    ("objective", "objective"),
+    ("architecture", "architecture"),
+    ("encoder_input", "encoder sees"),
+    ("survey_nodes", "survey nodes"),
+    ("paper", "paper"),
+]
+
+
+class MimzooGroup(click.Group):
+    """A click group that turns mimzoo's user errors into one line and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MimzooError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+
+
+@click.group(cls=MimzooGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="mimzoo")
+@click.option("-v", "--verbose", is_flag=True, help="Log what mimzoo does (downloads, conversions).")
+def cli(verbose: bool) -> None:
+    """mimzoo: Masked Image Modeling backbones you can trust and ship."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command("list")
+@click.argument("pattern", default="*")
+@click.option("--taxonomy", is_flag=True, help="Group the methods by the survey's classification.")
+@click.option("--all", "include_test", is_flag=True, help="Include the tiny variants that exist for tests.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool) -> None:
+    """List the zoo models matching PATTERN (a glob, e.g. 'mae-*')."""
+    from ..api.listing import model_table, taxonomy_table
+
+    if taxonomy:
+        rows = taxonomy_table()
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+            return
+        for family in ("reconstruction", "contrastive", "hybrid"):
+            group = [r for r in rows if r["family"] == family]
+            if group:
+                click.echo(f"\n{family}-based ({len(group)})\n")
+                click.echo(render(group, TAXONOMY_COLUMNS))
+        return
+    rows = model_table(pattern, include_test=include_test)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(render(rows, MODEL_COLUMNS))
+    else:
+        click.echo(f"no models match '{pattern}'", err=True)
+        sys.exit(1)
+
+
+@cli.command("info")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def info_cmd(name: str, as_json: bool) -> None:
+    """Show everything known about model NAME: method, taxonomy, weights, preprocessing."""
+    from ..api.listing import info
+
+    data = info(name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    m, enc, pp, ref = data["method"], data["encoder"], data["preprocess"], data["reference"]
+    t = m["taxonomy"]
+    lines = [
+        f"{data['name']}: {data['description']}",
+        f"  method       {m['title']} ({m['family']}), {m['paper']['title']}, {m['paper']['year']}, {m['paper']['url']}",
+        f"  taxonomy     masking={t['masking']} ratio={t['mask_ratio']} target={t['target']} "
+        f"objective={t['objective']} encoder sees={t['encoder_input']}",
+        f"  encoder      timm {enc['arch']} {enc['model_kwargs'] or ''} pooling={enc['pooling']} "
+        f"params={enc['params_m']}M",
+        f"  preprocess   input {pp['input_size']} mean {pp['mean']} std {pp['std']} "
+        f"{pp['interpolation']} crop_pct={pp['crop_pct']} ({pp['crop_mode']})",
+        f"  license      {m['license']}",
+    ]
+    if ref:
+        lines.append(
+            f"  paper top-1  fine-tune {ref['finetune_top1']} / linear {ref['linear_top1']} on {ref['dataset']} "
+            f"({ref['epochs']} ep) [{ref['source']}]"
+        )
+    for w in data["weights"]:
+        rev = f"@{w['revision']}" if w["revision"] else ""
+        lines.append(f"  weights      [{w['name']}] hf-hub:{w['repo_id']}/{w['filename']}{rev}  (from {w['url']})")
+        if w["note"]:
+            lines.append(f"               {w['note']}")
+    for lay in data["layouts"]:
+        lines.append(f"  layout       {lay['name']}: {lay['description']}")
+    lines.append(f"  provided by  {data['distribution']}")
+    click.echo("\n".join(lines))
+
+
+@cli.command("plugins")
+def plugins_cmd() -> None:
+    """Show each installed method plugin, its distribution, version and status."""
+    from ..registry import Registry, discover
+    from ..errors import DuplicateNameError
+
+    plugins = discover()
+    rows = [
+        {
+            "method": p.entry_point,
+            "distribution": p.distribution,
+            "version": p.version,
+            "models": len(p.method.variants) if p.method else None,
+            "status": p.status,
+        }
+        for p in plugins
+    ]
+    click.echo(render(rows, [("method", "method"), ("distribution", "distribution"), ("version", "version"),
+                             ("models", "models"), ("status", "status")]))
+    try:
+        Registry(plugins)
+    except DuplicateNameError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    if any(p.error for p in plugins):
+        sys.exit(1)
+
+
+def main() -> None:
+    cli(prog_name="mimzoo")
+
+
+if __name__ == "__main__":
+    main()

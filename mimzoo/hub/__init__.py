@@ -1,0 +1,1 @@
+"""Hub layout: model folders (config.json + model.safetensors) read and written atomically."""

@@ -1,0 +1,123 @@
+"""The model folder layout shared by timm, the Hub and mimzoo.
+
+    config.json         {architecture, num_classes, num_features, global_pool, model_args,
+                         pretrained_cfg: {input_size, mean, std, interpolation, crop_pct, ...},
+                         mimzoo: {name, method, variant, license, weights, version}}
+    model.safetensors   the encoder's state dict in timm's key layout
+
+timm's own `hf-hub:` / `local-dir:` loaders read the same folder; the `mimzoo` block is extra.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._atomic import atomic_dir
+from .._deps import require
+from .._version import __version__
+from ..errors import ModelFolderError
+from ..registry.contract import Preprocess
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+LEGACY_WEIGHTS_NAME = "pytorch_model.bin"
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    """What a model folder's config.json says about rebuilding its encoder."""
+
+    arch: str  # timm architecture
+    model_args: dict[str, Any]  # timm constructor kwargs
+    pooling: str  # timm global_pool of the encoder
+    num_classes: int  # classifier size of the saved model (0 for encoders)
+    preprocess: Preprocess  # preprocessing from pretrained_cfg
+    mimzoo: dict[str, Any] = field(default_factory=dict)  # the mimzoo block, empty for plain timm repos
+
+
+def parse_config(raw: dict[str, Any], where: str) -> FolderConfig:
+    """Read a timm/mimzoo config.json dict (also timm's older single-dict form)."""
+    if not isinstance(raw, dict) or "architecture" not in raw:
+        raise ModelFolderError(f"{where} has no 'architecture'; it is not a timm or mimzoo model folder")
+    pcfg = raw.get("pretrained_cfg", raw)
+    model_args = {k: v for k, v in (raw.get("model_args") or {}).items() if k not in ("num_classes", "global_pool")}
+    pooling = raw.get("global_pool") or (raw.get("model_args") or {}).get("global_pool") or "token"
+    mimzoo = raw.get("mimzoo") or {}
+    pooling = mimzoo.get("pooling", pooling)
+    return FolderConfig(
+        arch=str(raw["architecture"]),
+        model_args=model_args,
+        pooling=pooling,
+        num_classes=int(raw.get("num_classes", pcfg.get("num_classes", 0)) or 0),
+        preprocess=Preprocess.from_timm(pcfg),
+        mimzoo=mimzoo,
+    )
+
+
+def read_config(path: str | Path) -> FolderConfig:
+    """Parse `config.json` of a model folder (or the file itself)."""
+    p = Path(path)
+    cfg_file = p / CONFIG_NAME if p.is_dir() else p
+    if not cfg_file.is_file():
+        raise ModelFolderError(f"{cfg_file} not found; a model folder needs config.json and model.safetensors")
+    try:
+        raw = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelFolderError(f"{cfg_file} is not valid JSON ({e}); re-save or re-download the folder") from e
+    return parse_config(raw, str(cfg_file))
+
+
+def weights_file(folder: str | Path) -> Path:
+    """The weights file of a model folder, preferring safetensors."""
+    folder = Path(folder)
+    for name in (WEIGHTS_NAME, LEGACY_WEIGHTS_NAME):
+        if (folder / name).is_file():
+            return folder / name
+    raise ModelFolderError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and model.safetensors")
+
+
+def mimzoo_block(encoder: Any) -> dict[str, Any]:
+    """The `mimzoo` block of config.json for an encoder."""
+    info = encoder.info
+    block: dict[str, Any] = {
+        "format": 1,
+        "name": info.name,
+        "method": info.method,
+        "variant": info.variant,
+        "pooling": info.pooling,
+        "license": info.license,
+        "mimzoo_version": __version__,
+    }
+    if info.weights is not None:
+        block["weights"] = {k: v for k, v in asdict(info.weights).items() if v is not None}
+    block.update(info.extra)
+    return {k: v for k, v in block.items() if v is not None}
+
+
+def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write `encoder` as a model folder, atomically: the folder appears complete or not at all.
+
+    Args:
+        encoder: an encoder returned by :func:`mimzoo.load`.
+        path: the folder to write.
+        overwrite: replace an existing folder (only once the new one is complete).
+
+    >>> save_folder(mimzoo.load("mae-vit-b"), "out/mae-vit-b")  # doctest: +SKIP
+    """
+    timm_hub = require("timm.models")
+    path = Path(path)
+    try:
+        with atomic_dir(path, overwrite=overwrite) as tmp:
+            timm_hub.save_for_hf(
+                encoder.model,
+                str(tmp),
+                model_config={"mimzoo": mimzoo_block(encoder), "global_pool": encoder.info.pooling},
+                safe_serialization=True,
+                data_config=encoder.preprocess.to_timm(),
+            )
+    except FileExistsError as e:
+        raise ModelFolderError(f"{path} already exists; pass overwrite=True or choose another folder") from e
+    return path

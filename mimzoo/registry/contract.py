@@ -1,0 +1,252 @@
+"""The plugin contract: what a MIM method plugin declares.
+
+A plugin exposes one :class:`Method` through the ``mimzoo.methods`` entry-point group. Everything
+here is plain data (frozen dataclasses) plus a few callables for checkpoint conversion; nothing
+imports torch, so listing the zoo stays fast.
+
+The taxonomy fields follow "Masked Image Modeling: A Survey" (Hondru et al., arXiv 2408.06687):
+a method is reconstruction- or contrastive-based and is characterised by its masking strategy,
+target features, objective, architecture and downstream use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from ..errors import PluginError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+Family = Literal["reconstruction", "contrastive", "hybrid"]
+FAMILIES: tuple[str, ...] = ("reconstruction", "contrastive", "hybrid")
+
+# Controlled vocabularies of the survey's axes. `mimzoo list --taxonomy` groups by them, so a
+# value outside these lists would silently form its own group; the contract refuses it instead.
+MASKING = (
+    "random-patch",  # i.i.d. patches (MAE)
+    "random-block",  # i.i.d. mask units larger than a patch (SimMIM, FCMAE, Hiera)
+    "blockwise",  # BEiT-style rectangles grown until a ratio is met
+    "multi-block",  # context and target blocks (I-JEPA)
+    "tube",  # the same spatial mask on every frame (VideoMAE)
+    "guided",  # chosen by a teacher's attention or saliency (MILAN, AttMask)
+    "mixing",  # tokens replaced by another image's (MixMIM)
+    "none",
+)
+TARGETS = (
+    "pixels",
+    "normalized-pixels",  # per-patch mean/var normalised pixels (MAE norm_pix_loss)
+    "hog",
+    "discrete-tokens",  # ids from a tokenizer (dVAE, VQ-KD)
+    "teacher-features",  # a frozen teacher (CLIP for EVA, MILAN)
+    "ema-features",  # a momentum copy of the encoder (data2vec, I-JEPA, iBOT)
+    "multiple",
+)
+OBJECTIVES = ("mse", "l1", "smooth-l1", "cross-entropy", "negative-cosine", "infonce", "multiple")
+ENCODER_INPUTS = ("visible", "masked")  # visible tokens only, or the full sequence with mask tokens
+SURVEY_NODES = ("masking", "target", "objective", "architecture", "downstream", "theory")
+POOLINGS = ("token", "avg", "map", "max", "avgmax")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+
+
+def _check(value: str, allowed: tuple[str, ...], what: str, owner: str) -> None:
+    if value not in allowed:
+        raise PluginError(f"{owner}: {what} '{value}' is not one of {', '.join(allowed)}; use one of them")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where a method was published."""
+
+    title: str  # full paper title
+    arxiv: str  # arXiv id, e.g. "2111.06377"
+    year: int  # year of first publication
+    authors: str  # short author list, e.g. "He, Chen, Xie, Li, Dollár, Girshick"
+    code: str | None = None  # official code repository URL
+    bibtex: str | None = None  # citation block for model cards
+
+    @property
+    def url(self) -> str:
+        return f"https://arxiv.org/abs/{self.arxiv}"
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    """A method's place on the survey's axes."""
+
+    masking: str  # one of MASKING
+    target: str  # one of TARGETS
+    objective: str  # one of OBJECTIVES
+    architecture: str  # encoder family, e.g. "ViT", "Swin", "ConvNeXt", "Hiera"
+    encoder_input: str  # one of ENCODER_INPUTS
+    mask_ratio: float | None = None  # default masking ratio of the recipe
+    downstream: tuple[str, ...] = ("classification",)  # tasks the method is evaluated on
+    survey_nodes: tuple[str, ...] = ()  # contribution labels the survey gives it (SURVEY_NODES)
+    details: str = ""  # one line of specifics, e.g. "per-patch normalised pixels, loss on masked"
+
+    def validate(self, owner: str) -> None:
+        _check(self.masking, MASKING, "masking", owner)
+        _check(self.target, TARGETS, "target", owner)
+        _check(self.objective, OBJECTIVES, "objective", owner)
+        _check(self.encoder_input, ENCODER_INPUTS, "encoder_input", owner)
+        for node in self.survey_nodes:
+            _check(node, SURVEY_NODES, "survey node", owner)
+        if self.mask_ratio is not None and not 0.0 <= self.mask_ratio < 1.0:
+            raise PluginError(f"{owner}: mask_ratio {self.mask_ratio} must lie in [0, 1)")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How images must be prepared for an encoder (what timm calls the data config)."""
+
+    input_size: tuple[int, int, int] = (3, 224, 224)  # C, H, W the encoder was trained at
+    mean: tuple[float, ...] = IMAGENET_MEAN  # per-channel mean, after scaling to [0, 1]
+    std: tuple[float, ...] = IMAGENET_STD  # per-channel std, after scaling to [0, 1]
+    interpolation: str = "bicubic"  # resize filter, one of INTERPOLATIONS
+    crop_pct: float = 0.875  # center crop = input size / crop_pct resize (224 / 256)
+    crop_mode: str = "center"  # "center" crop after resizing the shorter side, or "squash"
+
+    def with_size(self, img_size: int | tuple[int, int] | None) -> Preprocess:
+        """The same preprocessing at another square or (H, W) input size."""
+        if img_size is None:
+            return self
+        h, w = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
+        return replace(self, input_size=(self.input_size[0], int(h), int(w)))
+
+    def to_timm(self) -> dict[str, Any]:
+        """The fields of a timm `pretrained_cfg` that describe preprocessing."""
+        return {
+            "input_size": list(self.input_size),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "crop_pct": self.crop_pct,
+            "crop_mode": self.crop_mode,
+        }
+
+    @classmethod
+    def from_timm(cls, cfg: Mapping[str, Any]) -> Preprocess:
+        """Read the preprocessing part of a timm `pretrained_cfg` (missing fields keep defaults)."""
+        base = cls()
+        return cls(
+            input_size=tuple(cfg.get("input_size", base.input_size)),
+            mean=tuple(cfg.get("mean", base.mean)),
+            std=tuple(cfg.get("std", base.std)),
+            interpolation=cfg.get("interpolation", base.interpolation),
+            crop_pct=float(cfg.get("crop_pct", base.crop_pct)),
+            crop_mode=cfg.get("crop_mode", base.crop_mode),
+        )
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """One place a variant's pretrained weights can come from."""
+
+    name: str  # short tag used by `load(..., weights=<tag>)`, e.g. "timm"
+    repo_id: str  # Hugging Face Hub repo holding the file, e.g. "timm/vit_base_patch16_224.mae"
+    filename: str = "model.safetensors"  # file inside the repo
+    revision: str | None = None  # commit to pin; None follows "main"
+    url: str | None = None  # the official download URL the file derives from (provenance)
+    sha256: str | None = None  # expected sha256 of the file, verified after download when set
+    layout: str | None = None  # checkpoint layout name; None lets mimzoo detect it from the keys
+    note: str = ""  # what is special about these weights, shown by `mimzoo info`
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The paper's numbers for a variant, for the model table and model cards."""
+
+    finetune_top1: float | None = None  # end-to-end fine-tune top-1 (%)
+    linear_top1: float | None = None  # linear-probe top-1 (%)
+    epochs: int | None = None  # pretraining epochs of the reported weights
+    dataset: str = "ImageNet-1K"  # where the top-1 figures are measured
+    pretrain_data: str = "ImageNet-1K"  # what the encoder was pretrained on
+    source: str = ""  # where the numbers come from (paper table, official README)
+
+
+# keys -> shapes of a flat checkpoint; pure Python so detection needs no torch
+KeyShapes = Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """A known checkpoint key layout and how to turn it into the encoder's own state dict."""
+
+    name: str  # e.g. "official", "transformers", "timm"
+    description: str  # one line: where checkpoints in this layout come from
+    detect: Callable[[KeyShapes], bool]  # True when a flat checkpoint is in this layout
+    # (state_dict, encoder model) -> state dict in the encoder's own (timm) key layout
+    convert: Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One zoo model: an encoder, its preprocessing, its weights and its reference numbers."""
+
+    name: str  # zoo name, `<method>-<arch>-<size>`, e.g. "mae-vit-b"
+    arch: str  # timm architecture the encoder is built from
+    params_m: float  # encoder parameters in millions (listed without building the model)
+    pooling: str = "token"  # how `encoder(x)` pools tokens, one of POOLINGS (timm global_pool)
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra timm kwargs (read-only)
+    preprocess: Preprocess = Preprocess()  # input size, normalisation, resize and crop
+    weights: tuple[WeightSource, ...] = ()  # pretrained weight sources, the first is the default
+    layouts: tuple[CheckpointLayout, ...] = ()  # checkpoint layouts `weights=` files may use
+    reference: Reference | None = None  # paper numbers, None for variants without a paper entry
+    description: str = ""  # one line for `mimzoo info`
+    test_only: bool = False  # tiny variants for tests: hidden from `mimzoo list` unless --all
+
+    def validate(self, owner: str) -> None:
+        who = f"{owner}/{self.name}"
+        _check(self.pooling, POOLINGS, "pooling", who)
+        _check(self.preprocess.interpolation, INTERPOLATIONS, "interpolation", who)
+        if not self.name or self.name != self.name.lower() or " " in self.name:
+            raise PluginError(f"{who}: model names are lower-case without spaces, like 'mae-vit-b'")
+        if len(self.preprocess.mean) != self.preprocess.input_size[0]:
+            raise PluginError(f"{who}: preprocess mean needs one value per input channel")
+        tags = [w.name for w in self.weights]
+        if len(set(tags)) != len(tags):
+            raise PluginError(f"{who}: weight source tags {tags} must be unique")
+        known = {layout.name for layout in self.layouts}
+        for w in self.weights:
+            if w.layout is not None and w.layout not in known:
+                raise PluginError(f"{who}: weight source '{w.name}' names unknown layout '{w.layout}'")
+
+    def weight_source(self, tag: str | None = None) -> WeightSource | None:
+        """The weight source with tag `tag`, or the default one (None when there is none)."""
+        if tag is None:
+            return self.weights[0] if self.weights else None
+        return next((w for w in self.weights if w.name == tag), None)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A MIM method plugin: the object a ``mimzoo.methods`` entry point resolves to."""
+
+    name: str  # method id, the entry-point name, e.g. "mae"
+    title: str  # display name, e.g. "MAE"
+    paper: Paper  # where it was published
+    family: str  # "reconstruction", "contrastive" or "hybrid" (FAMILIES)
+    taxonomy: Taxonomy  # choices on the survey's axes
+    license: str  # SPDX-like license id of the released weights, e.g. "cc-by-nc-4.0"
+    variants: tuple[Variant, ...]  # the zoo models it provides
+    recipe: Any = None  # pretraining recipe (masking, target, loss, decoder), when it has one
+
+    def __post_init__(self) -> None:
+        owner = f"method '{self.name}'"
+        _check(self.family, FAMILIES, "family", owner)
+        self.taxonomy.validate(owner)
+        names = [v.name for v in self.variants]
+        if len(set(names)) != len(names):
+            raise PluginError(f"{owner}: variant names {names} must be unique")
+        for v in self.variants:
+            v.validate(self.name)
+
+    def variant(self, name: str) -> Variant:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        from ..errors import UnknownModelError
+
+        raise UnknownModelError(name, [v.name for v in self.variants])

@@ -1,0 +1,143 @@
+"""Reading checkpoint files safely.
+
+safetensors files are read directly. Pickle-based files (``.pth``, ``.pt``, ``.bin``, ``.pyth``)
+go only through ``torch.load(weights_only=True)``, whose unpickler refuses anything but tensors
+and plain containers, so a checkpoint that tries to run code is refused, never executed.
+The format is recognised from the file's first bytes, not its extension.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .._deps import require
+from ..errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+# Official research checkpoints often store their argparse Namespace beside the weights; it is
+# plain data and is the only non-container global the weights-only unpickler is allowed here.
+_SAFE_GLOBALS = (argparse.Namespace,)
+# Containers research code wraps state dicts in, tried in this order.
+WRAPPER_KEYS = ("model", "model_state", "state_dict", "module", "model_ema")
+
+
+def sniff_format(path: Path) -> str:
+    """'safetensors', 'torch-zip', 'torch-pickle' or 'unknown', from the first bytes."""
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
+    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 31):
+        return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol 2+ (torch's legacy format)
+        return "torch-pickle"
+    return "unknown"
+
+
+def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file, read in chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_safetensors(path: Path) -> dict[str, Any]:
+    st = require("safetensors.torch")
+    try:
+        return st.load_file(str(path), device="cpu")
+    except Exception as e:  # SafetensorError, OSError: truncated or corrupt header/data
+        raise WeightsError(
+            f"cannot read {path} as safetensors ({str(e).splitlines()[0]}); "
+            "the file is truncated or corrupt: download or copy it again"
+        ) from e
+
+
+def _load_torch(path: Path) -> Any:
+    torch = require("torch")
+    try:
+        with torch.serialization.safe_globals(list(_SAFE_GLOBALS)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
+        raise WeightsError(
+            f"refused to unpickle {path}: it needs code outside the weights-only allow-list ({reason}); "
+            "only load it if you trust it, then re-save its tensors with safetensors"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise WeightsError(
+            f"cannot read {path} as a PyTorch checkpoint ({str(e).splitlines()[0]}); "
+            "the file is truncated or corrupt: download or copy it again"
+        ) from e
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    torch = require("torch")
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings of tensors as one flat dict with dotted keys; non-tensors are dropped."""
+    torch = require("torch")
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, torch.Tensor):
+            out[key] = v
+        elif isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+    return out
+
+
+def flatten_checkpoint(obj: Any) -> dict[str, Any]:
+    """A flat ``{key: tensor}`` dict from whatever container a checkpoint uses.
+
+    A known wrapper (``{'model': state_dict, 'args': ...}``) is unwrapped; a checkpoint holding
+    several state dicts (I-JEPA's ``encoder``/``target_encoder``) is flattened with dotted keys;
+    a ``module.`` prefix shared by every key (DDP) is removed.
+    """
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"checkpoint holds a {type(obj).__name__}, not a dict of tensors; save a state_dict")
+    sd: dict[str, Any] | None = None
+    for key in WRAPPER_KEYS:
+        if _is_tensor_dict(obj.get(key)):
+            sd = dict(obj[key])
+            break
+    if sd is None:
+        sd = _flatten(obj)
+    if not sd:
+        raise WeightsError("checkpoint contains no tensors; pass a file holding model weights")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint file into a flat ``{key: tensor}`` dict, never running pickled code.
+
+    Args:
+        path: a ``.safetensors`` file, a PyTorch checkpoint, or a folder holding ``model.safetensors``.
+
+    >>> sd = read_checkpoint("mae_pretrain_vit_base.pth")  # doctest: +SKIP
+    """
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "model.safetensors"
+    if not p.is_file():
+        raise WeightsError(f"checkpoint file not found: {p}; check the path")
+    fmt = sniff_format(p)
+    log.debug("reading %s (%s)", p, fmt)
+    if fmt == "safetensors" or (fmt == "unknown" and p.suffix == ".safetensors"):
+        return flatten_checkpoint(_load_safetensors(p))
+    if fmt in ("torch-zip", "torch-pickle"):
+        return flatten_checkpoint(_load_torch(p))
+    raise WeightsError(f"{p} is neither safetensors nor a PyTorch checkpoint; pass a .safetensors or .pth file")
