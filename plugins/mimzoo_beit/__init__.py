@@ -1,0 +1,1 @@
+"""mimzoo plugin 'beit' (being written; see issue 3)."""

@@ -1,0 +1,1 @@
+"""mimzoo plugin 'beitv2' (being written; see issue 3)."""

@@ -1,0 +1,1 @@
+"""mimzoo plugin 'data2vec' (being written; see issue 3)."""

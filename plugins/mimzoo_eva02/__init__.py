@@ -1,0 +1,1 @@
+"""mimzoo plugin 'eva02' (being written; see issue 3)."""

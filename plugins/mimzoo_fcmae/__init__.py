@@ -1,0 +1,1 @@
+"""mimzoo plugin 'fcmae' (being written; see issue 3)."""

@@ -1,0 +1,1 @@
+"""mimzoo plugin 'hiera' (being written; see issue 3)."""

@@ -1,0 +1,1 @@
+"""mimzoo plugin 'ijepa' (being written; see issue 3)."""

@@ -1,0 +1,1 @@
+"""mimzoo plugin 'simmim' (being written; see issue 3)."""
