@@ -40,8 +40,10 @@ def model_row(entry: ModelEntry) -> dict[str, Any]:
 
 
 def model_table(pattern: str = "*", include_test: bool = False) -> list[dict[str, Any]]:
-    """Rows describing every matching model (what `mimzoo list` prints)."""
-    return [model_row(e) for e in get_registry().models(pattern, include_test=include_test)]
+    """Rows describing every matching model (what `mimzoo list` prints), by method then size."""
+    entries = get_registry().models(pattern, include_test=include_test)
+    entries.sort(key=lambda e: (e.method.name, e.variant.test_only, e.variant.params_m, e.name))
+    return [model_row(e) for e in entries]
 
 
 def taxonomy_table() -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.1f}" if value >= 1 else f"{value:.3g}"
     return str(value)
 
 
