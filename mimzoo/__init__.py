@@ -29,6 +29,24 @@ def save_pretrained(encoder, path, *, overwrite: bool = True):  # noqa: ANN001, 
     return save_folder(encoder, path, overwrite=overwrite)
 
 
+# verbs implemented in heavier modules, imported on first use: attribute -> "module:attr"
+_LAZY = {
+    "evaluate": "mimzoo.api.evaluate:evaluate",
+    "export": "mimzoo.api.export:export",
+    "verify": "mimzoo.api.export:verify",
+    "publish": "mimzoo.api.publish:publish",
+}
+
+
+def __getattr__(name: str):  # noqa: ANN202 - PEP 562 lazy attributes
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'mimzoo' has no attribute '{name}'")
+
+
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [

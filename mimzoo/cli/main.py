@@ -40,8 +40,41 @@ TAXONOMY_COLUMNS = [
 ]
 
 
+# Commands living in their own modules, imported only when used (or when --help lists them);
+# those modules must not import torch at module level. A command appears once its module exists.
+LAZY_COMMANDS: dict[str, str] = {
+    "export": "mimzoo.cli.export_cmd:export",
+    "verify": "mimzoo.cli.export_cmd:verify",
+    "bench": "mimzoo.cli.bench_cmd:bench",
+    "publish": "mimzoo.cli.hub_cmd:publish",
+    "release": "mimzoo.cli.hub_cmd:release",
+    "eval": "mimzoo.cli.eval_cmd:eval_cmd",
+    "pretrain": "mimzoo.cli.pretrain_cmd:pretrain",
+    "reconstruct": "mimzoo.cli.pretrain_cmd:reconstruct",
+    "quickstart": "mimzoo.cli.quickstart_cmd:quickstart",
+}
+
+
+def _lazy_available(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(LAZY_COMMANDS[name].split(":")[0]) is not None
+
+
 class MimzooGroup(click.Group):
-    """A click group that turns mimzoo's user errors into one line and a non-zero exit."""
+    """A click group that turns mimzoo's user errors into one line and a non-zero exit,
+    and loads the heavier commands from their modules on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | {n for n in LAZY_COMMANDS if _lazy_available(n)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands and _lazy_available(name):
+            import importlib
+
+            module, attr = LAZY_COMMANDS[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
