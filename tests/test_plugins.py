@@ -101,8 +101,10 @@ def test_duplicate_model_name_across_distributions_is_an_error(tmp_path, monkeyp
 
     result = run_cli("list", pythonpath=[a, b])
     assert result.returncode == 1
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert "clash-mim" in result.stderr and "acme-mim" in result.stderr
+    errors = [ln for ln in result.stderr.splitlines() if not ln.startswith("WARNING")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert errors[0].startswith("error: model 'acme-vit-tiny' is registered by both")
+    assert "clash-mim" in errors[0] and "acme-mim" in errors[0]
 
 
 def test_duplicate_method_name_across_distributions_is_an_error(tmp_path, monkeypatch, fresh_registry):
