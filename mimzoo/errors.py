@@ -56,6 +56,10 @@ class WeightsNotAvailableError(WeightsError):
     """Pretrained weights are neither cached nor downloadable."""
 
 
+class HubFileNotFoundError(WeightsError):
+    """A Hub repo exists but does not hold the requested file."""
+
+
 class MissingDependencyError(MimzooError, ImportError):
     """An optional dependency is not installed."""
 

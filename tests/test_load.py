@@ -69,6 +69,8 @@ def test_unknown_names():
         mimzoo.load("mae-vit-test")
     with pytest.raises(ModelFolderError, match="no model folder at 'acme/models'; for a Hub repo use 'hf-hub:acme/models'"):
         mimzoo.load("acme/models")
+    with pytest.raises(WeightsError, match=r"weights='hf' is neither a file nor a weight source of 'mae-vit-b' \(sources: timm, vis\)"):
+        mimzoo.load("mae-vit-b", weights="hf")
     for bad in ("hf-hub:../../etc", "hf-hub:a/b/c", "hf-hub:org/name@", "hf-hub:org/name@../x"):
         with pytest.raises(MimzooError, match="hf-hub:org/name"):
             mimzoo.load(bad)
@@ -216,21 +218,23 @@ def test_offline_and_not_cached_names_the_cache_and_the_fix(acme):
     code = """
         import mimzoo
         from mimzoo.errors import WeightsNotAvailableError
-        for name in ("acme-vit-tiny", "mae-vit-b", "hf-hub:acme/nothing-here"):
+        for name, kw in (("acme-vit-tiny", {}), ("mae-vit-b", {}), ("hf-hub:acme/nothing-here", {}),
+                         ("mae-vit-b", {"weights": "vis"})):
             try:
-                mimzoo.load(name)
+                mimzoo.load(name, **kw)
             except WeightsNotAvailableError as e:
                 print(e)
     """
     r = run_py(code, env=offline_env(acme["cache"]), pythonpath=[acme["site"]])
     assert r.returncode == 0, r.stderr
     lines = r.stdout.strip().splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     for line in lines:
         assert str(acme["cache"]) in line and "offline mode is on" in line and "HF_HUB_OFFLINE=1" in line
     assert "pass weights=PATH to a local copy of https://example.org/acme.pth" in lines[0]
     assert "timm/vit_base_patch16_224.mae/model.safetensors" in lines[1]
     assert "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth" in lines[1]
+    assert "facebook/vit-mae-base/pytorch_model.bin" in lines[3]  # weights="vis" picks that source
 
 
 def test_hf_hub_folder_and_pinned_revision_offline(acme, tmp_path):

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import MimzooError, ModelFolderError, WeightsError
+from ..errors import HubFileNotFoundError, MimzooError, ModelFolderError, WeightsError
 from ..registry import ModelEntry, get_registry
 from ..weights import LoadReport, convert_and_load, hub_download, load_strict, read_checkpoint, sha256_of
 from ..weights.convert import resample_pos_embed
@@ -96,9 +96,7 @@ def _fetch_hub_folder(repo_id: str, revision: str | None, **hub: Any) -> Path:
     cfg = hub_download(repo_id, "config.json", revision=revision, **hub)
     try:
         hub_download(repo_id, "model.safetensors", revision=revision, **hub)
-    except WeightsError as e:
-        if "not found in Hub repo" not in str(e):
-            raise
+    except HubFileNotFoundError:  # older repos ship only the pickle (read weights-only)
         hub_download(repo_id, "pytorch_model.bin", revision=revision, **hub)
     return cfg.parent
 
@@ -110,6 +108,10 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
     encoder = build_variant(entry.method, v, img_size)
     owner = f"'{v.name}'"
     source = v.weight_source(weights) if isinstance(weights, str) and not _is_file_like(weights) else None
+    if isinstance(weights, str) and source is None and not _is_file_like(weights):
+        tags = ", ".join(w.name for w in v.weights) or "none"
+        raise WeightsError(f"weights='{weights}' is neither a file nor a weight source of {owner} (sources: {tags}); "
+                           "pass a checkpoint path or one of those tags")
     if weights is not None and source is None:  # a local checkpoint file
         sd = read_checkpoint(weights)
         report = convert_and_load(encoder.model, sd, v.layouts, source=str(weights), owner=owner)

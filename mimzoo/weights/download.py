@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._deps import require
-from ..errors import WeightsError, WeightsNotAvailableError
+from ..errors import HubFileNotFoundError, WeightsError, WeightsNotAvailableError
 
 
 def hub_cache_dir() -> str:
@@ -63,7 +63,7 @@ def hub_download(
             "machine and set HF_HUB_OFFLINE=1"
         ) from e
     except errors.EntryNotFoundError as e:
-        raise WeightsError(f"file '{filename}' not found in Hub repo '{repo_id}'; check the file name") from e
+        raise HubFileNotFoundError(f"file '{filename}' not found in Hub repo '{repo_id}'; check the file name") from e
     except errors.HfHubHTTPError as e:
         raise WeightsError(f"Hub request for {where} failed ({str(e).splitlines()[0]}); retry or check access") from e
     return Path(path)
