@@ -64,7 +64,7 @@ def check_variant_metadata(method: Method, variant: Variant) -> None:
     for w in variant.weights:
         if "/" not in w.repo_id or not w.filename:
             _fail(owner, f"weight source '{w.name}' needs repo_id 'org/name' and a filename")
-        if not w.url:
+        if not w.url and not w.bundled:
             _fail(owner, f"weight source '{w.name}' needs the official URL as provenance")
     if not variant.layouts:
         _fail(owner, "declares no checkpoint layouts")

@@ -119,17 +119,28 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
         source = source or v.weight_source()
         if source is None:
             raise WeightsError(f"{owner} has no pretrained weights; pass pretrained=False for random init or weights=PATH")
-        hint = "pass weights=PATH to a local copy" + (f" of {source.url}" if source.url else "")
-        path = hub_download(source.repo_id, source.filename, revision=source.revision, provide_hint=hint, **hub)
+        path, where = _source_file(source, **hub)
         digest = _verify_sha256(path, source.sha256)
         report = convert_and_load(
-            encoder.model, read_checkpoint(path), v.layouts, source=f"hf-hub:{source.repo_id}/{source.filename}",
+            encoder.model, read_checkpoint(path), v.layouts, source=where,
             owner=owner, expected_layout=source.layout, sha256=digest,
         )
     else:
         report = LoadReport(source="random init", layout="none", tensors=0)
     encoder.info = replace(encoder.info, weights=report)
     return encoder
+
+
+def _source_file(source: Any, **hub: Any) -> tuple[Path, str]:
+    """Local path of a weight source's file: shipped inside the package, or through the Hub cache."""
+    if source.bundled:
+        path = Path(__file__).resolve().parents[1] / source.bundled
+        if not path.is_file():
+            raise WeightsError(f"bundled weights {source.bundled} are missing from this mimzoo install; reinstall mimzoo")
+        return path, f"bundled:{source.bundled}"
+    hint = "pass weights=PATH to a local copy" + (f" of {source.url}" if source.url else "")
+    path = hub_download(source.repo_id, source.filename, revision=source.revision, provide_hint=hint, **hub)
+    return path, f"hf-hub:{source.repo_id}/{source.filename}"
 
 
 def _is_file_like(weights: str) -> bool:

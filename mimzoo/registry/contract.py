@@ -152,6 +152,7 @@ class WeightSource:
     sha256: str | None = None  # expected sha256 of the file, verified after download when set
     layout: str | None = None  # checkpoint layout name; None lets mimzoo detect it from the keys
     note: str = ""  # what is special about these weights, shown by `mimzoo info`
+    bundled: str | None = None  # path inside the installed mimzoo package; used offline instead of the Hub
 
 
 @dataclass(frozen=True)
