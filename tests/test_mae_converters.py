@@ -215,3 +215,11 @@ def test_checkpoint_at_another_img_size_is_interpolated(tmp_path, images):
     assert tokens.shape == (2, 257, TINY["dim"]) and torch.isfinite(tokens).all()
     # the class-token position embedding is carried over unchanged
     assert torch.equal(encoder.model.pos_embed[:, 0], sd["pos_embed"][:, 0])
+
+
+def test_non_square_pos_embed_cannot_be_interpolated(tmp_path):
+    sd = official_encoder_sd()
+    sd["pos_embed"] = torch.zeros(1, 1 + 60, TINY["dim"])  # 60 patches: no square grid
+    torch.save(sd, tmp_path / "odd.pth")
+    with pytest.raises(WeightsError, match="not a square patch grid plus 1 prefix token"):
+        mimzoo.load("mae-vit-test", weights=tmp_path / "odd.pth")

@@ -65,6 +65,12 @@ def resample_pos_embed(sd: dict[str, Any], model: Any) -> dict[str, Any]:
         return sd
     layers = require("timm.layers")
     prefix = 0 if getattr(model, "no_embed_class", False) else getattr(model, "num_prefix_tokens", 1)
+    side = round((pe.shape[1] - prefix) ** 0.5)
+    if side * side != pe.shape[1] - prefix:
+        raise WeightsError(
+            f"pos_embed {tuple(pe.shape)} is not a square patch grid plus {prefix} prefix token(s), so it cannot be "
+            "interpolated to this img_size; load it at its own size (omit img_size) or pass a matching checkpoint"
+        )
     log.info("resampling pos_embed %s -> grid %s", tuple(pe.shape), tuple(grid))
     sd = dict(sd)
     sd["pos_embed"] = layers.resample_abs_pos_embed(pe, new_size=list(grid), num_prefix_tokens=prefix)
