@@ -97,3 +97,51 @@ def test_wrappers_and_module_prefix_are_unwrapped(tmp_path):
         assert sorted(read_checkpoint(tmp_path / "c.pth")) == ["blocks.0.w", "norm.w"]
     torch.save({"encoder": {"module.a": t}, "target_encoder": {"module.a": t}}, tmp_path / "multi.pth")
     assert sorted(read_checkpoint(tmp_path / "multi.pth")) == ["encoder.module.a", "target_encoder.module.a"]
+
+
+FAKE_YACS = '''
+import os
+class CfgNode(dict):
+    """Would leave a marker if any of its code ran while loading."""
+    def __setstate__(self, state):
+        open(os.environ["MARKER"], "w").close()
+    def __setitem__(self, k, v):
+        open(os.environ["MARKER"], "w").close()
+        super().__setitem__(k, v)
+'''
+
+
+def _save_with_config(tmp_path, extra_payload: str = "") -> tuple:
+    """Write an official-style checkpoint holding a yacs CfgNode (made where yacs exists)."""
+    from helpers import run_py
+
+    (tmp_path / "fake" / "yacs").mkdir(parents=True)
+    (tmp_path / "fake" / "yacs" / "__init__.py").write_text("")
+    (tmp_path / "fake" / "yacs" / "config.py").write_text(FAKE_YACS)
+    path, marker = tmp_path / "simmim_pretrain.pth", tmp_path / "ran"
+    code = f"""
+        import os, torch
+        from yacs.config import CfgNode
+        cfg = dict.__new__(CfgNode); dict.__setitem__(cfg, "MODEL", "swin")
+        state = {{"model": {{"encoder.w": torch.ones(2)}}, "config": cfg, "epoch": 799}}
+        {extra_payload}
+        torch.save(state, {str(path)!r})
+    """
+    r = run_py(code, pythonpath=[tmp_path / "fake"], env={"MARKER": str(tmp_path / "writer-marker")})
+    assert r.returncode == 0, r.stderr
+    return path, marker
+
+
+def test_official_checkpoint_with_yacs_config_is_read_without_running_it(tmp_path, monkeypatch):
+    path, marker = _save_with_config(tmp_path)
+    monkeypatch.setenv("MARKER", str(marker))
+    sd = read_checkpoint(path)  # yacs is not importable here, and its code must not run
+    assert list(sd) == ["encoder.w"] and torch.equal(sd["encoder.w"], torch.ones(2))
+    assert not marker.exists()
+
+
+def test_config_objects_do_not_excuse_code(tmp_path):
+    payload = 'import subprocess; state["x"] = __import__("functools").partial(subprocess.call, ["touch", "/tmp/x"])'
+    path, _ = _save_with_config(tmp_path, extra_payload=payload)
+    with pytest.raises(WeightsError, match="refused to unpickle .*functools.partial|refused to unpickle .*subprocess"):
+        read_checkpoint(path)

@@ -68,16 +68,41 @@ def _load_torch(path: Path) -> Any:
         with torch.serialization.safe_globals(list(_SAFE_GLOBALS)):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        reason = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
-        raise WeightsError(
-            f"refused to unpickle {path}: it needs code outside the weights-only allow-list ({reason}); "
-            "only load it if you trust it, then re-save its tensors with safetensors"
-        ) from e
+        return _load_with_config_objects(path, e)
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise _corrupt(path, e) from e
+
+
+def _corrupt(path: Path, e: Exception) -> WeightsError:
+    return WeightsError(
+        f"cannot read {path} as a PyTorch checkpoint ({str(e).splitlines()[0]}); "
+        "the file is truncated or corrupt: download or copy it again"
+    )
+
+
+def _load_with_config_objects(path: Path, refusal: pickle.UnpicklingError) -> Any:
+    """Second chance for official checkpoints whose only extra globals are known config classes."""
+    from .unpickle import INERT_CONFIG_CLASSES, checkpoint_globals, load_with_inert_configs
+
+    try:
+        extra = checkpoint_globals(str(path)) if zipfile.is_zipfile(path) else None
+    except Exception:  # noqa: BLE001 - unreadable listing: fall through to the refusal
+        extra = None
+    unsafe = [g for g in (extra or []) if g not in INERT_CONFIG_CLASSES]
+    if extra is None or unsafe:
+        shown = ", ".join(unsafe[:3]) if unsafe else next(
+            (ln.strip() for ln in str(refusal).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
         raise WeightsError(
-            f"cannot read {path} as a PyTorch checkpoint ({str(e).splitlines()[0]}); "
-            "the file is truncated or corrupt: download or copy it again"
-        ) from e
+            f"refused to unpickle {path}: it needs code outside the weights-only allow-list ({shown}); "
+            "only load it if you trust it, then re-save its tensors with safetensors"
+        ) from refusal
+    log.info("%s holds config objects (%s); reading them as inert data", path, ", ".join(extra))
+    try:
+        return load_with_inert_configs(str(path))
+    except pickle.UnpicklingError as e:
+        raise WeightsError(f"refused to unpickle {path}: {e}; re-save its tensors with safetensors") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise _corrupt(path, e) from e
 
 
 def _is_tensor_dict(obj: Any) -> bool:
