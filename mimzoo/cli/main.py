@@ -73,7 +73,10 @@ class MimzooGroup(click.Group):
             import importlib
 
             module, attr = LAZY_COMMANDS[name].split(":")
-            self.add_command(getattr(importlib.import_module(module), attr), name)
+            command = getattr(importlib.import_module(module), attr, None)
+            if command is None:  # the module exists but does not define this command (yet)
+                return None
+            self.add_command(command, name)
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:

@@ -2,7 +2,8 @@
 
     config.json         {architecture, num_classes, num_features, global_pool, model_args,
                          pretrained_cfg: {input_size, mean, std, interpolation, crop_pct, ...},
-                         mimzoo: {name, method, variant, license, weights, version}}
+                         mimzoo: {name, method, variant, license, weights, version,
+                                  + family, taxonomy, paper, recipe, exports when published}}
     model.safetensors   the encoder's state dict in timm's key layout
 
 timm's own `hf-hub:` / `local-dir:` loaders read the same folder; the `mimzoo` block is extra.
@@ -11,6 +12,7 @@ timm's own `hf-hub:` / `local-dir:` loaders read the same folder; the `mimzoo` b
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,8 +81,9 @@ def weights_file(folder: str | Path) -> Path:
     raise ModelFolderError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and model.safetensors")
 
 
-def mimzoo_block(encoder: Any) -> dict[str, Any]:
-    """The `mimzoo` block of config.json for an encoder."""
+def mimzoo_block(encoder: Any, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `mimzoo` block of config.json for an encoder; `extra` adds or replaces fields (the Hub
+    publisher adds taxonomy, recipe, exports and the sha256 of the source weights)."""
     info = encoder.info
     block: dict[str, Any] = {
         "format": 1,
@@ -94,6 +97,7 @@ def mimzoo_block(encoder: Any) -> dict[str, Any]:
     if info.weights is not None:
         block["weights"] = {k: v for k, v in asdict(info.weights).items() if v is not None}
     block.update(info.extra)
+    block.update(extra or {})
     return {k: v for k, v in block.items() if v is not None}
 
 
@@ -107,17 +111,22 @@ def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Pa
 
     >>> save_folder(mimzoo.load("mae-vit-b"), "out/mae-vit-b")  # doctest: +SKIP
     """
-    timm_hub = require("timm.models")
     path = Path(path)
     try:
         with atomic_dir(path, overwrite=overwrite) as tmp:
-            timm_hub.save_for_hf(
-                encoder.model,
-                str(tmp),
-                model_config={"mimzoo": mimzoo_block(encoder), "global_pool": encoder.info.pooling},
-                safe_serialization=True,
-                data_config=encoder.preprocess.to_timm(),
-            )
+            write_folder(encoder, tmp)
     except FileExistsError as e:
         raise ModelFolderError(f"{path} already exists; pass overwrite=True or choose another folder") from e
     return path
+
+
+def write_folder(encoder: Any, directory: str | Path, *, extra_block: Mapping[str, Any] | None = None) -> None:
+    """Write config.json + model.safetensors into an existing (temporary) folder; not atomic by itself."""
+    timm_hub = require("timm.models")
+    timm_hub.save_for_hf(
+        encoder.model,
+        str(directory),
+        model_config={"mimzoo": mimzoo_block(encoder, extra_block), "global_pool": encoder.info.pooling},
+        safe_serialization=True,
+        data_config=encoder.preprocess.to_timm(),
+    )

@@ -65,5 +65,8 @@ def hub_download(
     except errors.EntryNotFoundError as e:
         raise HubFileNotFoundError(f"file '{filename}' not found in Hub repo '{repo_id}'; check the file name") from e
     except errors.HfHubHTTPError as e:
+        if getattr(e.response, "status_code", None) == 401:  # a token was sent and refused
+            raise WeightsError(f"the Hub refused the token for {where} (401 Unauthorized); set HF_TOKEN to a valid "
+                               "token (or unset it for public repos)") from e
         raise WeightsError(f"Hub request for {where} failed ({str(e).splitlines()[0]}); retry or check access") from e
     return Path(path)

@@ -1,0 +1,70 @@
+"""`mimzoo publish`: put a checked model on the Hugging Face Hub (or write the repo folder locally).
+
+Imports nothing heavy at module level: `mimzoo --help` imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+from .table import render
+
+FILE_COLUMNS = [("path", "file"), ("size", "size"), ("sha256", "sha256")]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+@click.command("publish")
+@click.argument("source")
+@click.option("--repo", required=True, help="Hub repo id, org/name (created if missing).")
+@click.option("--revision", default="main", show_default=True, help="Branch to commit to (created if missing).")
+@click.option("--private", is_flag=True, help="Create the repo private.")
+@click.option("--with-onnx", "with_onnx", multiple=True, metavar="DIR",
+              help="Export folder (`mimzoo export`) to ship under onnx/<precision>/; repeatable.")
+@click.option("--eval-results", metavar="FILE", help="`mimzoo eval -o` JSON file; its results go into the card.")
+@click.option("--license", "license_id", metavar="ID", help="License id for weights whose license is unknown.")
+@click.option("--weights", metavar="PATH|TAG", help="Checkpoint file or weight-source tag (zoo-name sources).")
+@click.option("--endpoint", metavar="URL", help="Hub URL for private hubs and mirrors (default: HF_ENDPOINT).")
+@click.option("--dry-run", is_flag=True, help="Write the repo folder to -o DIR and upload nothing.")
+@click.option("-o", "--output", metavar="DIR", help="Also keep the repo folder here (required with --dry-run).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing -o folder.")
+@click.option("-m", "--message", metavar="TEXT", help="Commit message.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tuple[str, ...], eval_results: str | None,
+            license_id: str | None, weights: str | None, endpoint: str | None, dry_run: bool, output: str | None,
+            overwrite: bool, message: str | None, as_json: bool) -> None:
+    """Publish SOURCE (a zoo name, a model folder or an export folder) to the Hub repo --repo.
+
+    The token comes from HF_TOKEN (or `hf auth login`); it is never printed.
+    """
+    from ..api.publish import publish as run
+
+    result = run(
+        source, repo, revision=revision, private=private, with_onnx=with_onnx, eval_results=eval_results,
+        license=license_id, weights=weights, endpoint=endpoint, dry_run=dry_run, output=output,
+        overwrite=overwrite, commit_message=message, progress=lambda line: click.echo(line, err=True),
+    )
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2, default=str))
+        return
+    rows = [{"path": f.path, "size": _size(f.size), "sha256": f.sha256[:16]} for f in result.files]
+    click.echo(render(rows, FILE_COLUMNS))
+    if result.noncommercial:
+        click.echo(f"license: {result.license} (non-commercial; stated at the top of the model card)")
+    if result.dry_run:
+        click.echo(f"dry run: repo folder written to {result.folder}; nothing was uploaded")
+    elif result.commit == result.previous:
+        click.echo(f"nothing changed: {result.url} is already at {result.commit}")
+    else:
+        was = f" (was {result.previous[:12]})" if result.previous else ""
+        click.echo(f"published {result.url} at {result.commit}{was}")
+        click.echo(f"load it with: mimzoo.load(\"{result.load_name}\")")

@@ -1,0 +1,250 @@
+"""The model card (README.md) of a published repo, built with huggingface_hub's ModelCard.
+
+YAML metadata: library_name, license, tags, datasets, base_model, pipeline_tag and the
+``model-index`` of the eval results. Body: a license notice first when the weights are
+non-commercial, what the model is (method, taxonomy, encoder, preprocessing, provenance), eval
+results, the ONNX exports and their verification, usage with mimzoo / timm / onnxruntime, and the
+method's citation.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._deps import require
+from .._version import __version__
+from ..registry.contract import Method, Preprocess, Variant
+from .eval_results import TASKS
+
+# licenses whose terms forbid commercial use; the card says so before anything else
+_NONCOMMERCIAL = re.compile(r"(^|[-_])nc([-_]|$)|non[-_]?commercial", re.I)
+_LICENSE_LINKS = {
+    "cc-by-nc-4.0": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "cc-by-nc-sa-4.0": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "cc-by-nc-nd-4.0": "https://creativecommons.org/licenses/by-nc-nd/4.0/",
+    "cc-by-4.0": "https://creativecommons.org/licenses/by/4.0/",
+    "apache-2.0": "https://www.apache.org/licenses/LICENSE-2.0",
+    "mit": "https://opensource.org/licenses/MIT",
+}
+# pretraining data named in plugin references -> Hub dataset ids
+_DATASETS = {"imagenet-1k": "ILSVRC/imagenet-1k", "in1k": "ILSVRC/imagenet-1k"}
+
+
+def is_noncommercial(license_id: str | None) -> bool:
+    """True for licenses such as cc-by-nc-4.0 that forbid commercial use.
+
+    >>> is_noncommercial("cc-by-nc-4.0"), is_noncommercial("apache-2.0")
+    (True, False)
+    """
+    return bool(license_id) and bool(_NONCOMMERCIAL.search(license_id))
+
+
+@dataclass(frozen=True)
+class CardInfo:
+    """Everything a model card states."""
+
+    repo_id: str  # org/name the card lives in
+    license: str  # license id of the weights
+    arch: str  # timm architecture
+    num_features: int  # embedding width D
+    params_m: float  # parameters in millions
+    pooling: str  # timm global_pool of the embedding
+    preprocess: Preprocess  # input size, normalisation, resize/crop
+    method: Method | None = None  # the method plugin, when known
+    variant: Variant | None = None  # the zoo variant, only when these are its own weights
+    weights_source: str | None = None  # where the weights came from (public form)
+    weights_sha256: str | None = None  # sha256 of the source weights file
+    base_model: str | None = None  # Hub repo the weights were copied from, when they were
+    eval_records: tuple[dict[str, Any], ...] = ()  # eval records of this model
+    model_index: tuple[dict[str, Any], ...] = ()  # the model-index built from them
+    exports: tuple[dict[str, Any], ...] = ()  # {"path", "precision", "opset", "batch", "verification", "recheck_cosine"}
+    extra_tags: tuple[str, ...] = field(default_factory=tuple)  # more Hub tags
+
+
+def build_card(info: CardInfo) -> str:
+    """The README.md text of a published repo.
+
+    >>> text = build_card(CardInfo("acme/tiny", "apache-2.0", "vit_tiny_patch16_224", 32, 0.03, "token", Preprocess()))
+    >>> text.startswith("---") and "timm.create_model(\\"hf-hub:acme/tiny\\"" in text
+    True
+    """
+    hub = require("huggingface_hub")
+    data = hub.ModelCardData(
+        library_name="timm",
+        license=info.license,
+        tags=_tags(info),
+        datasets=_datasets(info),
+        base_model=info.base_model,
+        pipeline_tag="image-feature-extraction",
+        **({"model-index": [dict(m) for m in info.model_index]} if info.model_index else {}),
+    )
+    body = "\n".join(part for part in _body(info) if part is not None)
+    return str(hub.ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+def _tags(info: CardInfo) -> list[str]:
+    tags = ["mimzoo", "timm", "image-feature-extraction", "masked-image-modeling"]
+    if info.method is not None:
+        tags += [info.method.name, f"{info.method.family}-based", info.method.taxonomy.architecture.lower()]
+    if info.exports:
+        tags.append("onnx")
+    if is_noncommercial(info.license):
+        tags.append("non-commercial")
+    return list(dict.fromkeys(tags + list(info.extra_tags)))
+
+
+def _datasets(info: CardInfo) -> list[str] | None:
+    ref = info.variant.reference if info.variant else None
+    key = ref.pretrain_data.lower() if ref else None
+    return [_DATASETS[key]] if key in _DATASETS else None
+
+
+def _body(info: CardInfo) -> list[str | None]:
+    name = info.repo_id.split("/")[1]
+    return [
+        f"# {name}\n",
+        _license_notice(info.license),
+        _summary(info),
+        "## Model\n",
+        _model_table(info),
+        _evaluation(info),
+        _exports(info),
+        _usage(info),
+        _citation(info),
+        f"\n---\nPublished with [mimzoo](https://pypi.org/project/mimzoo/) {__version__}. "
+        "`config.json` holds the timm configuration and, under `mimzoo`, the method, taxonomy and provenance.\n",
+    ]
+
+
+def _license_notice(license_id: str) -> str | None:
+    link = _LICENSE_LINKS.get(license_id)
+    named = f"[{license_id.upper()}]({link})" if link else f"`{license_id}`"
+    if is_noncommercial(license_id):
+        return (
+            f"> **License: {named}: non-commercial use only.** These weights are released by their authors "
+            "under a license that forbids commercial use. Check the terms before you use them, or anything "
+            "fine-tuned from them, in a product.\n"
+        )
+    return None
+
+
+def _summary(info: CardInfo) -> str:
+    if info.variant is not None and info.variant.description:
+        what = f"{info.variant.description}, as in the zoo model `{info.variant.name}`"
+    elif info.method is not None:
+        what = f"A {info.method.title} encoder (`{info.arch}`)"
+    else:
+        what = f"A `{info.arch}` image encoder"
+    return f"{what}. It maps an image to a {info.num_features}-d embedding (`encoder(x)`) or to tokens.\n"
+
+
+def _model_table(info: CardInfo) -> str:
+    p, m = info.preprocess, info.method
+    rows = []
+    if m is not None:
+        t = m.taxonomy
+        ratio = f" ({t.mask_ratio:.0%})" if t.mask_ratio is not None else ""
+        rows += [
+            ("Method", f"{m.title}: *{m.paper.title}* ({m.paper.authors}, {m.paper.year}), [arXiv {m.paper.arxiv}]({m.paper.url})"),
+            ("Family", f"{m.family}-based masked image modeling"),
+            ("Masking / target / objective", f"{t.masking}{ratio} / {t.target} / {t.objective}; encoder sees {t.encoder_input} tokens"),
+        ]
+    rows += [
+        ("Encoder", f"timm `{info.arch}`, {_millions(info.params_m)} M parameters, embedding {info.num_features}-d, pooling `{info.pooling}`"),
+        ("Input", f"{p.input_size[0]}x{p.input_size[1]}x{p.input_size[2]}, mean {list(p.mean)}, std {list(p.std)}, "
+                  f"{p.interpolation} resize, crop_pct {p.crop_pct} ({p.crop_mode})"),
+        ("Weights", f"`{info.weights_source or 'unknown'}`" + (f", sha256 `{info.weights_sha256}`" if info.weights_sha256 else "")),
+        ("License", info.license),
+    ]
+    return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def _millions(m: float) -> str:
+    return f"{m:.1f}" if m >= 1 else f"{m:.3f}"
+
+
+def _evaluation(info: CardInfo) -> str | None:
+    ref = info.variant.reference if info.variant else None
+    lines = []
+    if info.eval_records:
+        lines += ["| task | dataset | split | top-1 (%) | top-5 (%) |", "|---|---|---|---:|---:|"]
+        for r in info.eval_records:
+            top5 = r["metrics"].get("top5")
+            lines.append(f"| {TASKS[r['task']]} | {r['dataset']} | {r.get('split', 'val')} | "
+                         f"{r['metrics']['top1']:.2f} | {'-' if top5 is None else f'{top5:.2f}'} |")
+        lines.append("\nMeasured with `mimzoo eval` on these weights.")
+    if ref is not None and (ref.finetune_top1 or ref.linear_top1):
+        lines.append(f"\nPaper reference on {ref.dataset}: fine-tune top-1 {ref.finetune_top1 or '-'}, linear probe "
+                     f"top-1 {ref.linear_top1 or '-'} ({ref.epochs or '?'} pretraining epochs; {ref.source}).")
+    return "\n## Evaluation\n\n" + "\n".join(lines) + "\n" if lines else None
+
+
+def _exports(info: CardInfo) -> str | None:
+    if not info.exports:
+        return None
+    lines = ["| file | precision | opset | batch | max abs error | min cosine | re-checked cosine |",
+             "|---|---|---:|---|---:|---:|---:|"]
+    for e in info.exports:
+        v = e.get("verification", {})
+        lines.append(f"| `{e['path']}` | {e['precision']} | {e.get('opset', '-')} | {e.get('batch', '-')} | "
+                     f"{v.get('max_abs', '-')} | {v.get('cosine_min', '-')} | {e.get('recheck_cosine', 0):.6f} |")
+    return ("\n## ONNX\n\nEach export passed `mimzoo verify` against PyTorch (`export.json` beside it holds the full "
+            "report) and was run again against these weights when published.\n\n" + "\n".join(lines) + "\n")
+
+
+def _usage(info: CardInfo) -> str:
+    repo, p = info.repo_id, info.preprocess
+    size = f"{p.input_size[1]}, {p.input_size[2]}"
+    text = f"""
+## Usage
+
+With mimzoo (`pip install mimzoo`):
+
+```python
+import mimzoo
+from PIL import Image
+
+encoder = mimzoo.load("hf-hub:{repo}")
+x = encoder.transform(Image.open("image.jpg")).unsqueeze(0)  # [1, 3, {size}]
+embedding = encoder(x)  # [1, {info.num_features}]
+tokens = encoder.forward_features(x)
+```
+
+With timm alone:
+
+```python
+import timm
+from PIL import Image
+
+model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()
+transform = timm.data.create_transform(**timm.data.resolve_data_config({{}}, model=model))
+embedding = model(transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0))  # [1, {info.num_features}]
+```
+"""
+    if info.exports:
+        e = info.exports[0]
+        folder = e["path"].rsplit("/", 1)[0]
+        text += f"""
+With onnxruntime (`{e['path']}`, {e['precision']}):
+
+```python
+import onnxruntime as ort
+from huggingface_hub import snapshot_download
+
+folder = snapshot_download("{repo}", allow_patterns=["{folder}/*"])
+session = ort.InferenceSession(f"{{folder}}/{e['path']}")
+# pixel_values: float32 [N, 3, {size}], resized, cropped and normalised as in the table above
+(embedding,) = session.run(["embedding"], {{"pixel_values": pixel_values}})
+```
+"""
+    return text
+
+
+def _citation(info: CardInfo) -> str | None:
+    paper = info.method.paper if info.method else None
+    if paper is None:
+        return None
+    cite = paper.bibtex or f"{paper.authors}. {paper.title}. {paper.year}. {paper.url}"
+    return f"\n## Citation\n\n```bibtex\n{cite}\n```\n"

@@ -1,0 +1,103 @@
+"""Evaluation results (``mimzoo eval ... -o FILE``) for model cards.
+
+The file is a JSON list of records::
+
+    {"model": str, "task": "knn"|"linear"|"attentive"|"finetune", "dataset": str,
+     "split": "val"|"test", "metrics": {"top1": float (percent), "top5": float?},
+     "config": {...}, "mimzoo_version": str}
+
+Only the records of the model being published go into its card; local dataset paths are reduced
+to their folder name so a card never shows someone's file system.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ..errors import MimzooError
+from .public import public_name
+
+TASKS = {
+    "knn": "k-NN classification on frozen features",
+    "linear": "Linear probe on frozen features",
+    "attentive": "Attentive probe on frozen features",
+    "finetune": "End-to-end fine-tuning",
+}
+SPLITS = ("val", "test")
+
+
+class EvalResultsError(MimzooError):
+    """An eval-results file cannot go into a model card."""
+
+
+def read_eval_results(path: str | Path, aliases: Iterable[str]) -> list[dict[str, Any]]:
+    """The checked records of `path` that belong to the model known by any of `aliases`.
+
+    Args:
+        path: the JSON file `mimzoo eval -o` wrote.
+        aliases: names the model is known by (zoo name, folder, repo id); folders compare by location.
+
+    >>> read_eval_results("eval.json", ["mae-vit-b"])  # doctest: +SKIP
+    """
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise EvalResultsError(f"eval results file {path} not found; write it with `mimzoo eval ... -o {path}`") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise EvalResultsError(f"{path} is not valid JSON ({e}); write it with `mimzoo eval ... -o {path}`") from e
+    if not isinstance(records, list):
+        raise EvalResultsError(f"{path} must hold a JSON list of eval records; write it with `mimzoo eval ... -o {path}`")
+    for i, rec in enumerate(records):
+        _check_record(rec, f"{path} record {i}")
+    names = [a for a in aliases if a]
+    mine = [r for r in records if any(_same_model(r["model"], a) for a in names)]
+    if records and not mine:
+        found = ", ".join(sorted({r["model"] for r in records}))
+        raise EvalResultsError(f"{path} holds results for {found}, not for {names[0]}; pass the results of this model")
+    return [dict(r, dataset=public_name(r["dataset"])) for r in mine]
+
+
+def _check_record(rec: Any, where: str) -> None:
+    if not isinstance(rec, dict):
+        raise EvalResultsError(f"{where} is not an object; re-run `mimzoo eval -o`")
+    for key in ("model", "task", "dataset"):
+        if not isinstance(rec.get(key), str) or not rec[key]:
+            raise EvalResultsError(f"{where} has no '{key}'; re-run `mimzoo eval -o`")
+    if rec["task"] not in TASKS:
+        raise EvalResultsError(f"{where} has task {rec['task']!r}, not one of {', '.join(TASKS)}")
+    if rec.get("split", "val") not in SPLITS:
+        raise EvalResultsError(f"{where} has split {rec.get('split')!r}, not one of {', '.join(SPLITS)}")
+    metrics = rec.get("metrics")
+    for key in ("top1", "top5"):
+        value = metrics.get(key) if isinstance(metrics, dict) else None
+        if key == "top5" and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
+            raise EvalResultsError(f"{where} needs metrics.{key} as a percentage in [0, 100], got {value!r}")
+
+
+def _same_model(a: str, b: str) -> bool:
+    if a == b or a.removeprefix("hf-hub:") == b.removeprefix("hf-hub:"):
+        return True
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
+
+
+def model_index(records: list[dict[str, Any]], model_name: str) -> list[dict[str, Any]]:
+    """The Hugging Face ``model-index`` for `records` (image classification, accuracy in percent)."""
+    results = []
+    for r in records:
+        metrics = [{"type": "accuracy", "name": f"top-1 accuracy ({r['task']})", "value": float(r["metrics"]["top1"])}]
+        if r["metrics"].get("top5") is not None:
+            metrics.append({"type": "accuracy", "name": f"top-5 accuracy ({r['task']})",
+                            "value": float(r["metrics"]["top5"])})
+        results.append({
+            "task": {"type": "image-classification", "name": TASKS[r["task"]]},
+            "dataset": {"type": r["dataset"], "name": r["dataset"], "split": r.get("split", "val")},
+            "metrics": metrics,
+        })
+    return [{"name": model_name, "results": results}] if results else []
