@@ -88,7 +88,7 @@ def check_variant_builds(method: Method, variant: Variant, *, batch: int = 2) ->
     d = encoder.num_features
     if tuple(pooled.shape) != (batch, d):
         _fail(owner, f"encoder(x) has shape {tuple(pooled.shape)}, expected {(batch, d)}")
-    if tokens.shape[0] != batch or (tokens.ndim == 3 and tokens.shape[-1] != d):
+    if tokens.ndim != 3 or tokens.shape[0] != batch or tokens.shape[-1] != d:
         _fail(owner, f"forward_features(x) has shape {tuple(tokens.shape)}, expected [N, L, {d}]")
     params = sum(p.numel() for p in encoder.parameters()) / 1e6
     if abs(params - variant.params_m) > max(0.01 * params, 0.001):

@@ -121,8 +121,10 @@ def images() -> torch.Tensor:
 def _check(encoder, features: torch.Tensor, pooled: torch.Tensor, x: torch.Tensor) -> None:
     with torch.no_grad():
         tokens, emb = encoder.forward_features(x), encoder(x)
-    assert tokens.shape == features.shape == (x.shape[0], DIMS[-1], IMG // 32, IMG // 32)
-    assert (tokens - features).abs().max().item() < TOL
+    # the encoder contract flattens the [N, C, H, W] map row-major into [N, H*W, C] tokens
+    assert features.shape == (x.shape[0], DIMS[-1], IMG // 32, IMG // 32)
+    assert tokens.shape == (x.shape[0], (IMG // 32) ** 2, DIMS[-1])
+    assert (tokens - features.flatten(2).transpose(1, 2)).abs().max().item() < TOL
     assert emb.shape == pooled.shape == (x.shape[0], DIMS[-1])
     assert (emb - pooled).abs().max().item() < TOL
 

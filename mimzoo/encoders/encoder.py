@@ -3,8 +3,9 @@
 One contract for heads, export and the Hub:
 
 - ``encoder(x)`` -> ``[N, D]`` pooled embedding (no masking: masking is a pretraining concern);
-- ``encoder.forward_features(x)`` -> ``[N, L, D]`` tokens, prefix tokens included for ViTs
-  (a ``[N, C, H, W]`` feature map for convnets);
+- ``encoder.forward_features(x)`` -> ``[N, L, D]`` tokens, prefix tokens first for ViTs; the
+  final feature map of convnets and of Swin-like models is flattened row-major into tokens too,
+  so probes and exporters see one shape;
 - ``encoder.num_features`` -> ``D``;
 - ``encoder.preprocess`` (a :class:`~mimzoo.registry.contract.Preprocess`) and
   ``encoder.transform`` (a ready transform for PIL images).
@@ -47,6 +48,8 @@ class Encoder(nn.Module):
         self.preprocess = preprocess
         self.info = info
         self._transform: Any = None
+        # timm marks channels-last feature maps (Swin) with output_fmt="NHWC"; convnets are NCHW
+        self._channels_last = getattr(model, "output_fmt", "NCHW") == "NHWC"
 
     @property
     def num_features(self) -> int:
@@ -64,8 +67,15 @@ class Encoder(nn.Module):
         return self._transform
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[N, L, D]`` after the final norm (prefix tokens first), or a ``[N, C, H, W]`` map."""
-        return self.model.forward_features(x)
+        """Tokens ``[N, L, D]`` after the final norm (prefix tokens first; feature maps flattened)."""
+        return self._as_tokens(self.model.forward_features(x))
+
+    def _as_tokens(self, f: torch.Tensor) -> torch.Tensor:
+        if f.ndim != 4:
+            return f
+        if self._channels_last:
+            return f.flatten(1, 2)  # [N, H, W, C] -> [N, H*W, C]
+        return f.flatten(2).transpose(1, 2)  # [N, C, H, W] -> [N, H*W, C]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled embedding ``[N, D]``."""
