@@ -38,6 +38,7 @@ from typing import Any
 from mimzoo.errors import WeightsError
 from mimzoo.registry import CheckpointLayout
 from mimzoo.registry.contract import KeyShapes
+from mimzoo.weights.hf_vit import hf_vit_to_timm
 
 # the sub-dicts of an official training checkpoint holding a ViT encoder
 TARGET, CONTEXT = "target_encoder", "encoder"
@@ -144,61 +145,20 @@ def refuse_transformers_as_target(sd: dict[str, Any], model: Any) -> dict[str, A
 # ---------------------------------------------------------------------------------------------
 # HF transformers
 
-# transformers v4 names (Hub files, save_pretrained) -> v5 names (in-memory state_dict())
-_HF_V4_TO_V5 = (
-    (re.compile(r"^encoder\.layer\."), "layers."),
-    (re.compile(r"\.attention\.attention\.(query|key|value)\."), lambda m: f".attention.{m[1][0]}_proj."),
-    (re.compile(r"\.attention\.output\.dense\."), ".attention.o_proj."),
-    (re.compile(r"\.intermediate\.dense\."), ".mlp.fc1."),
-    (re.compile(r"\.output\.dense\."), ".mlp.fc2."),
-)
-# v5 layer parts -> timm block parts, the 1:1 renames (q/k/v are concatenated separately)
-_HF_LAYER_RENAMES = {
-    "layernorm_before": "norm1",
-    "layernorm_after": "norm2",
-    "attention.o_proj": "attn.proj",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-}
-_HF_GLOBAL_RENAMES = {
-    "embeddings.position_embeddings": "pos_embed",
-    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
-    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
-    "layernorm.weight": "norm.weight",
-    "layernorm.bias": "norm.bias",
-}
 # heads and training-only tensors of the HF classes that are not part of the encoder
 _HF_DROP = ("classifier.", "pooler.", "embeddings.mask_token")
-
-
-def _hf_v5_name(key: str) -> str:
-    for pattern, repl in _HF_V4_TO_V5:
-        key = pattern.sub(repl, key)
-    return key
 
 
 def _hf_encoder_keys(sd: dict[str, Any]) -> dict[str, Any]:
     """The encoder tensors in v5 names: ``ijepa.`` prefix removed, heads dropped."""
     if any(k.startswith(f"ijepa.{_HF_PATCH}") for k in sd):
         sd = {k[len("ijepa."):]: v for k, v in sd.items() if k.startswith("ijepa.")}
-    return {_hf_v5_name(k): v for k, v in sd.items() if not k.startswith(_HF_DROP)}
+    return {k: v for k, v in sd.items() if not k.startswith(_HF_DROP)}
 
 
 def convert_transformers(sd: dict[str, Any], model: Any) -> dict[str, Any]:
     """IJepaModel names (v4 Hub files or v5 state dicts) -> timm names; q, k, v concatenated into qkv."""
-    import torch
-
-    sd = _hf_encoder_keys(sd)
-    out: dict[str, Any] = {timm_name: sd.pop(hf_name) for hf_name, timm_name in _HF_GLOBAL_RENAMES.items()}
-    depth = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("layers.")), default=-1)
-    for i in range(depth):
-        src, dst = f"layers.{i}.", f"blocks.{i}."
-        for part in ("weight", "bias"):
-            out[f"{dst}attn.qkv.{part}"] = torch.cat([sd.pop(f"{src}attention.{p}_proj.{part}") for p in "qkv"])
-            for hf_name, timm_name in _HF_LAYER_RENAMES.items():
-                out[f"{dst}{timm_name}.{part}"] = sd.pop(f"{src}{hf_name}.{part}")
-    out.update(sd)  # anything left over is reported as unexpected by the strict load
-    return check_patch_grid(out)
+    return check_patch_grid(hf_vit_to_timm(_hf_encoder_keys(sd)))
 
 
 # ---------------------------------------------------------------------------------------------

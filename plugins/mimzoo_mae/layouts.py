@@ -17,10 +17,10 @@ Detection looks at key names only; torch is imported only to convert.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from mimzoo.registry import CheckpointLayout
+from mimzoo.weights.hf_vit import hf_vit_to_timm
 from mimzoo.registry.contract import KeyShapes
 
 DECODER_KEYS = ("mask_token", "decoder_embed.", "decoder_pos_embed", "decoder_blocks.", "decoder_norm.", "decoder_pred.")
@@ -54,57 +54,11 @@ def convert_timm(sd: dict[str, Any], model: Any) -> dict[str, Any]:
     return dict(sd)
 
 
-# transformers renamed ViT internals in v5; Hub files keep the v4 names. Both map to timm here.
-# v4 (Hub files, save_pretrained):   encoder.layer.N.attention.attention.query / .output.dense / intermediate.dense
-# v5 (in-memory state_dict()):        layers.N.attention.q_proj / attention.o_proj / mlp.fc1
-_HF_V4_TO_V5 = (
-    (re.compile(r"^encoder\.layer\."), "layers."),
-    (re.compile(r"\.attention\.attention\.(query|key|value)\."), lambda m: f".attention.{m[1][0]}_proj."),
-    (re.compile(r"\.attention\.output\.dense\."), ".attention.o_proj."),
-    (re.compile(r"\.intermediate\.dense\."), ".mlp.fc1."),
-    (re.compile(r"\.output\.dense\."), ".mlp.fc2."),
-)
-# transformers v5 layer -> timm block, for the 1:1 renames
-_HF_LAYER_RENAMES = {
-    "layernorm_before": "norm1",
-    "layernorm_after": "norm2",
-    "attention.o_proj": "attn.proj",
-    "mlp.fc1": "mlp.fc1",
-    "mlp.fc2": "mlp.fc2",
-}
-
-
-def _hf_v5_names(key: str) -> str:
-    for pattern, repl in _HF_V4_TO_V5:
-        key = pattern.sub(repl, key)
-    return key
-
-
 def convert_transformers(sd: dict[str, Any], model: Any) -> dict[str, Any]:
-    """ViTMAE names (v4 Hub files or v5 state dicts) -> timm names; q, k, v concatenated into qkv."""
-    import torch
-
+    """ViTMAE names (v4 Hub files or v5 state dicts) -> timm names; the decoder is dropped."""
     if any(k.startswith("vit.") for k in sd):
         sd = {k[len("vit."):]: v for k, v in sd.items() if k.startswith("vit.")}
-    sd = {_hf_v5_names(k): v for k, v in sd.items() if not k.startswith("decoder.")}
-    out: dict[str, Any] = {
-        "cls_token": sd.pop("embeddings.cls_token"),
-        "pos_embed": sd.pop("embeddings.position_embeddings"),
-        "patch_embed.proj.weight": sd.pop("embeddings.patch_embeddings.projection.weight"),
-        "patch_embed.proj.bias": sd.pop("embeddings.patch_embeddings.projection.bias"),
-        "norm.weight": sd.pop("layernorm.weight"),
-        "norm.bias": sd.pop("layernorm.bias"),
-    }
-    depth = 1 + max((int(k.split(".")[1]) for k in sd if k.startswith("layers.")), default=-1)
-    for i in range(depth):
-        src, dst = f"layers.{i}.", f"blocks.{i}."
-        for part in ("weight", "bias"):
-            qkv = [sd.pop(f"{src}attention.{p}_proj.{part}") for p in "qkv"]
-            out[f"{dst}attn.qkv.{part}"] = torch.cat(qkv, dim=0)
-            for hf_name, timm_name in _HF_LAYER_RENAMES.items():
-                out[f"{dst}{timm_name}.{part}"] = sd.pop(f"{src}{hf_name}.{part}")
-    out.update(sd)  # anything left over is reported as unexpected by the strict load
-    return out
+    return hf_vit_to_timm({k: v for k, v in sd.items() if not k.startswith("decoder.")})
 
 
 LAYOUTS = (
