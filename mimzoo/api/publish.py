@@ -316,11 +316,9 @@ def _export_entry(export: ExportFolder, recheck: float) -> dict[str, Any]:
 
 
 def _model_index(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
-    """The card's model-index, from the eval module when it is installed (it owns the format)."""
-    try:
-        from .evaluate import model_index
-    except ImportError:
-        from ..hub.eval_results import model_index
+    """The card's model-index (the eval module owns the record format)."""
+    from ..eval.results import model_index
+
     return list(model_index(records, name)) if records else []
 
 

@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MimzooError
+from ..eval.results import TASKS, model_index  # noqa: F401 - the eval module owns the record format
 from .public import public_name
 
-TASKS = {
-    "knn": "k-NN classification on frozen features",
-    "linear": "Linear probe on frozen features",
-    "attentive": "Attentive probe on frozen features",
-    "finetune": "End-to-end fine-tuning",
-}
 SPLITS = ("val", "test")
 
 
@@ -85,19 +80,3 @@ def _same_model(a: str, b: str) -> bool:
         return True
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
     return pa.exists() and pb.exists() and pa.resolve() == pb.resolve()
-
-
-def model_index(records: list[dict[str, Any]], model_name: str) -> list[dict[str, Any]]:
-    """The Hugging Face ``model-index`` for `records` (image classification, accuracy in percent)."""
-    results = []
-    for r in records:
-        metrics = [{"type": "accuracy", "name": f"top-1 accuracy ({r['task']})", "value": float(r["metrics"]["top1"])}]
-        if r["metrics"].get("top5") is not None:
-            metrics.append({"type": "accuracy", "name": f"top-5 accuracy ({r['task']})",
-                            "value": float(r["metrics"]["top5"])})
-        results.append({
-            "task": {"type": "image-classification", "name": TASKS[r["task"]]},
-            "dataset": {"type": r["dataset"], "name": r["dataset"], "split": r.get("split", "val")},
-            "metrics": metrics,
-        })
-    return [{"name": model_name, "results": results}] if results else []
