@@ -55,9 +55,10 @@ def check_variant_metadata(method: Method, variant: Variant) -> None:
         _fail(owner, "params_m must be positive")
     if variant.test_only:
         return
-    if variant.reference is None or variant.reference.epochs is None:
+    trained_here = any(w.bundled for w in variant.weights)  # the project's own models: no paper numbers
+    if not trained_here and (variant.reference is None or variant.reference.epochs is None):
         _fail(owner, "reference numbers (top-1, epochs) from the paper must be set")
-    if not variant.reference.source:
+    if not trained_here and not variant.reference.source:
         _fail(owner, "reference.source must say where the numbers come from")
     if not variant.weights:
         _fail(owner, "public variants need at least one weight source")

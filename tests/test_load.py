@@ -257,3 +257,14 @@ def test_hf_hub_folder_and_pinned_revision_offline(acme, tmp_path):
     r = run_py(code, env=offline_env(acme["cache"]))
     assert r.returncode == 0, r.stderr
     assert r.stdout.count("mae-vit-test") == 3
+
+
+def test_bundled_default_model_loads_offline():
+    """mae-vit-digits ships inside the package: no Hub, no cache, no network."""
+    r = run_py("""
+        import mimzoo, torch
+        enc = mimzoo.load("mae-vit-digits")
+        print(enc.info.weights.source, enc.num_features, tuple(enc(torch.zeros(1, 3, 32, 32)).shape))
+    """, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["bundled:assets/mae-vit-digits/model.safetensors", "96", "(1,", "96)"]

@@ -179,10 +179,17 @@ def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> A
         name=source, arch=cfg.arch, model_args=cfg.model_args, pooling=cfg.pooling, method=block.get("method"),
         variant=block.get("variant"), license=block.get("license"),
         weights=LoadReport(source=source, layout="timm", tensors=n),
-        # keep the first source of the weights through save -> load -> save chains
-        extra={"origin_weights": block.get("origin_weights", block.get("weights"))} if "weights" in block else {},
+        extra=_carried_extra(block),
     )
     return Encoder(model, preprocess, info)
+
+
+def _carried_extra(block: dict[str, Any]) -> dict[str, Any]:
+    """What a folder's mimzoo block hands on through save -> load -> save chains: the first source of
+    the weights, and the pretraining recipe and run of models trained with `mimzoo pretrain`."""
+    extra = {"origin_weights": block.get("origin_weights", block.get("weights"))} if "weights" in block else {}
+    extra.update({k: block[k] for k in ("recipe", "pretrain") if k in block})
+    return extra
 
 
 def _finish(encoder: Any, device: Any, dtype: Any) -> Any:

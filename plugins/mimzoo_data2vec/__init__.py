@@ -24,6 +24,8 @@ from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Vari
 from mimzoo_beit.family import ENCODER_KWARGS, tiny_variant
 from mimzoo_beit.layouts import DATA2VEC_HEADS, TRANSFORMERS_LAYOUT, official_layout
 
+from .recipe import RECIPE
+
 LAYOUTS = (
     official_layout(
         DATA2VEC_HEADS,
@@ -97,6 +99,7 @@ METHOD = Method(
         "blockwise-masked patches (120 of 196), smooth-L1 with beta 2; mask tokens in the encoder input",
     ),
     license="cc-by-nc-4.0",
+    recipe=RECIPE,
     variants=(
         _variant("b", "beit_base_patch16_224", 85.7, folder="base_800", epochs=800, ft=84.2,
                  source="data2vec paper (arXiv 2202.03555), ImageNet-1K fine-tuning of ViT-B; "

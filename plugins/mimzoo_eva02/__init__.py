@@ -24,6 +24,7 @@ from __future__ import annotations
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
 from .layouts import LAYOUTS
+from .recipe import RECIPE
 
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -113,6 +114,7 @@ METHOD = Method(
         ),
     ),
     license="mit",
+    recipe=RECIPE,
     variants=(
         _variant("t", "eva02_tiny_patch14_224", "Ti", 5.5, ft=80.7, epochs=240, ft_px=336),
         _variant("s", "eva02_small_patch14_224", "S", 21.6, ft=85.8, epochs=240, ft_px=336),

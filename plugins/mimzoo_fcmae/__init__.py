@@ -22,6 +22,7 @@ from __future__ import annotations
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
 from .layouts import LAYOUTS
+from .recipe import RECIPE
 
 _OFFICIAL = "https://dl.fbaipublicfiles.com/convnext/convnextv2/pt_only"
 # main_finetune.py evaluation: resize to 224/0.875 = 256 (bicubic), center crop 224, ImageNet mean/std
@@ -103,6 +104,7 @@ METHOD = Method(
         "one-block ConvNeXt decoder; MSE on per-patch normalised pixels of masked units",
     ),
     license="cc-by-nc-4.0",
+    recipe=RECIPE,
     variants=(
         *(_variant(size) for size in _SIZES),
         Variant(

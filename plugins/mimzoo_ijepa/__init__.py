@@ -38,6 +38,7 @@ from __future__ import annotations
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
 from .layouts import CONTEXT_LAYOUTS, TARGET_LAYOUTS, TEST_LAYOUTS
+from .recipe import RECIPE
 
 _OFFICIAL = "https://dl.fbaipublicfiles.com/ijepa"
 # timm's pretrained_cfg of the *_ijepa tags: ImageNet mean/std (the official pretraining
@@ -198,6 +199,7 @@ METHOD = Method(
         "target encoder; the official code uses F.smooth_l1_loss, the paper writes an L2 loss",
     ),
     license="cc-by-nc-4.0",
+    recipe=RECIPE,
     variants=(
         *_H14,
         *_H16_448,

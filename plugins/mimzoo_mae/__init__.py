@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
+from .digits import DIGITS_VARIANT
 from .layouts import LAYOUTS
+from .recipe import RECIPE
 
 _OFFICIAL = "https://dl.fbaipublicfiles.com/mae"
 _PREPROCESS = Preprocess(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875)
@@ -83,10 +85,12 @@ METHOD = Method(
         details="asymmetric encoder-decoder; encoder sees visible patches only; MSE on masked patches",
     ),
     license="cc-by-nc-4.0",
+    recipe=RECIPE,
     variants=(
         _variant("b", "vit_base_patch16_224", 85.8, ft=83.6, lin=68.0),
         _variant("l", "vit_large_patch16_224", 303.3, ft=85.9, lin=75.8),
         _variant("h", "vit_huge_patch14_224", 630.8, ft=86.9, lin=76.6),
+        DIGITS_VARIANT,  # pretrained here on scikit-learn digits; ships inside the package
         Variant(
             name="mae-vit-test",
             arch="vit_tiny_patch16_224",

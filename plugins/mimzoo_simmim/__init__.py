@@ -32,6 +32,7 @@ from __future__ import annotations
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
 from .layouts import SWIN_LAYOUTS, VIT_KWARGS, VIT_LAYOUTS
+from .recipe import RECIPE
 
 _DRIVE = "https://drive.google.com/file/d/{}/view?usp=sharing"
 _REF_SOURCE = (
@@ -175,5 +176,6 @@ METHOD = Method(
         ),
     ),
     license="mit",
+    recipe=RECIPE,
     variants=(SIMMIM_VIT_B, SIMMIM_SWIN_B, SIMMIM_SWIN_L, SIMMIM_SWIN_TEST, SIMMIM_VIT_TEST),
 )

@@ -1,0 +1,56 @@
+"""Encoders with masks, decoders, heads and predictors; :func:`build_objective` composes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..recipe import Recipe
+
+
+def build_objective(recipe: Recipe, encoder: Any, *, trained: bool = False) -> Any:
+    """The pretraining model a recipe describes, around a mimzoo encoder.
+
+    Args:
+        recipe: the method's :class:`~mimzoo.pretrain.recipe.Recipe`.
+        encoder: a :class:`~mimzoo.encoders.encoder.Encoder` (e.g. ``mimzoo.load(name, pretrained=False)``);
+            its timm model becomes ``objective.encoder`` and is trained in place.
+        trained: the encoder holds trained weights (pictures, continued training): keep its position
+            embeddings instead of resetting them to fixed sin-cos ones.
+
+    Returns:
+        An :class:`~mimzoo.pretrain.models.objectives.Objective`; ``objective(images, masks)`` is the loss,
+        ``objective.masking(n, generator)`` draws masks.
+
+    >>> obj = build_objective(find_recipe("mae"), mimzoo.load("mae-vit-test", pretrained=False))  # doctest: +SKIP
+    """
+    from ..masking import make_mask_generator
+    from ..targets import build_target
+    from . import objectives as O
+    from .fcmae import FCMAEDecoder, total_stride
+    from .mae import MAEDecoder
+    from .predictor import Predictor
+    from .vit import num_prefix_tokens, patch_grid, patch_size, use_sincos_pos
+
+    recipe = recipe.validate()
+    model, pp, dec = encoder.model, encoder.preprocess, recipe.decoder
+    if dec.kind == "fcmae":
+        patch = total_stride(model)
+        grid = (pp.input_size[1] // patch, pp.input_size[2] // patch)
+    else:
+        grid, patch = patch_grid(model), patch_size(model)
+    if dec.kind == "mae" and dec.sincos_pos and not trained:
+        use_sincos_pos(model)  # before an EMA teacher copies the encoder
+    target = build_target(recipe.target, encoder=model, preprocess=pp, patch=patch, grid=grid)
+    masking = make_mask_generator(recipe.masking, grid, patch)
+    common = (model, target, recipe.loss, grid, patch, masking)
+    dim = int(model.num_features)
+    if dec.kind == "mae":
+        decoder = MAEDecoder(dim, grid, num_prefix_tokens(model), target.dim, dim=dec.dim, depth=dec.depth,
+                             heads=dec.heads, mlp_ratio=dec.mlp_ratio)
+        return O.MaskedAutoencoder(*common, decoder)
+    if dec.kind == "mask-token":
+        return O.MaskTokenModel(*common)
+    if dec.kind == "predictor":
+        predictor = Predictor(dim, grid, dim=dec.dim, depth=dec.depth, heads=dec.heads, mlp_ratio=dec.mlp_ratio)
+        return O.JointEmbeddingPredictive(*common, predictor)
+    return O.FCMAE(*common, FCMAEDecoder(dim, target.dim, dim=dec.dim, depth=dec.depth))

@@ -1,0 +1,101 @@
+"""What a pretraining run leaves behind, and reading it back.
+
+The output folder is a mimzoo model folder that ``mimzoo.load``, ``eval``, ``export`` and
+``publish`` accept, plus the run's own files::
+
+    config.json            timm/mimzoo config; its mimzoo block records the recipe and the run
+    model.safetensors      the encoder (timm keys)
+    pretrain.safetensors   the rest of the objective (decoder / head / predictor / mask tokens);
+                           its metadata holds the recipe JSON and the encoder's zoo/arch name
+    checkpoints/last.pt    the full training state, for --resume
+    log.jsonl              one line of loss, learning rate and speed per logged step
+
+Each file is replaced atomically; config.json is written last, so a folder whose config.json
+exists always has the matching weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._atomic import atomic_file
+from ..errors import MimzooError
+from .recipe import Recipe, recipe_from_dict
+
+PRETRAIN_NAME = "pretrain.safetensors"
+# the encoder has its own file; targets are rebuilt (an EMA teacher lives in the checkpoints)
+SKIP_PREFIXES = ("encoder.", "target.")
+
+
+def objective_extras(model_sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The objective's tensors besides the encoder and the target (what pretrain.safetensors holds)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model_sd.items() if not k.startswith(SKIP_PREFIXES)}
+
+
+def encoder_state(model_sd: dict[str, torch.Tensor], prefix: str = "encoder.") -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in model_sd.items() if k.startswith(prefix)}
+
+
+def write_model_folder(folder: str | Path, encoder: Any, model_sd: dict[str, torch.Tensor], recipe: Recipe,
+                       run: dict[str, Any]) -> Path:
+    """Write the encoder (+ config) and the decoder file into ``folder``, each file atomically.
+
+    Args:
+        folder: the run's output folder.
+        encoder: a CPU :class:`~mimzoo.encoders.encoder.Encoder` of the trained architecture; its
+            weights are replaced by the trained ones from ``model_sd``.
+        model_sd: the objective's full state dict.
+        recipe: the recipe trained with (goes into config.json and pretrain.safetensors).
+        run: facts about the run for config.json (data, epochs, steps, final loss, ...).
+    """
+    from dataclasses import replace
+
+    from safetensors.torch import save_file
+
+    from ..hub.folder import write_folder
+    from ..weights import LoadReport
+
+    folder = Path(folder)
+    prefix = "target.teacher." if recipe.export_encoder == "teacher" else "encoder."
+    sd = encoder_state(model_sd, prefix)
+    encoder.model.load_state_dict(sd, strict=True)
+    encoder.info = replace(encoder.info, weights=LoadReport(source=f"mimzoo pretrain {recipe.method}", layout="timm",
+                                                            tensors=len(sd)),
+                           extra={**encoder.info.extra, "recipe": recipe.to_dict(), "pretrain": run})
+    meta = {"format": "1", "recipe": json.dumps(recipe.to_dict()), "arch": str(run.get("arch", ""))}
+    with atomic_file(folder / PRETRAIN_NAME) as tmp:
+        save_file(objective_extras(model_sd), str(tmp), metadata=meta)
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".model-") as tmp:
+        write_folder(encoder, tmp)
+        os.replace(Path(tmp) / "model.safetensors", folder / "model.safetensors")
+        os.replace(Path(tmp) / "config.json", folder / "config.json")  # last: it commits the folder
+    for name in (PRETRAIN_NAME, "model.safetensors", "config.json"):
+        _readable(folder / name)
+    return folder
+
+
+def _readable(path: Path) -> None:
+    """safetensors writes 0600 files; a model folder is meant to be shared (0644 under the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o644 & ~umask)
+
+
+def read_pretrain_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Recipe | None, dict[str, str]]:
+    """Tensors, recipe and metadata of a ``pretrain.safetensors``."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise MimzooError(f"no {PRETRAIN_NAME} at {path}; pictures need the decoder a pretraining run writes")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    recipe = recipe_from_dict(json.loads(meta["recipe"])) if "recipe" in meta else None
+    return tensors, recipe, meta

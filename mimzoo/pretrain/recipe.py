@@ -1,0 +1,265 @@
+"""The pretraining recipe contract: a MIM method as data.
+
+A recipe picks one choice on each of the survey's axes (masking, target, objective,
+encoder/decoder) plus the optimiser defaults the paper used. New combinations are configuration:
+``with_overrides(recipe, {"target.kind": "hog"})`` or ``mimzoo pretrain mae --set target.kind=hog``.
+
+Everything here is plain data (frozen dataclasses of str/int/float/tuples) so plugins can import
+it without torch, and ``dataclasses.asdict(recipe)`` is the JSON that goes into config.json and
+model cards. Recipes are found through the registry (``Method.recipe``); see :func:`find_recipe`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
+
+from ..errors import MimzooError
+
+MASKINGS = ("random-patch", "random-block", "blockwise", "multi-block")
+TARGET_KINDS = ("pixels", "normalized-pixels", "hog", "ema-features", "teacher-features", "discrete-tokens")
+LOSS_KINDS = ("mse", "l1", "smooth-l1", "negative-cosine", "cross-entropy")
+# what the encoder sees and what predicts the target:
+#   mae: visible tokens only + transformer decoder;   mask-token: mask tokens + a light (linear) head;
+#   predictor: visible context + narrow transformer predictor (I-JEPA);   fcmae: dense masked ConvNeXt + conv decoder
+DECODER_KINDS = ("mae", "mask-token", "predictor", "fcmae")
+FEATURE_NORMS = ("none", "layer", "instance")
+
+
+class RecipeError(MimzooError):
+    """A pretraining recipe or an override of it is invalid."""
+
+
+@dataclass(frozen=True)
+class Masking:
+    """Which positions of the patch grid are hidden from the encoder."""
+
+    kind: str = "random-patch"  # one of MASKINGS
+    ratio: float = 0.75  # share of the grid masked (random-patch, random-block, blockwise)
+    mask_patch_size: int | None = None  # random-block: side of one mask unit in pixels (SimMIM, FCMAE: 32)
+    min_block: int = 16  # blockwise: smallest block, in patches (BEiT: 16)
+    max_block: int | None = None  # blockwise: largest block in patches; None = no limit but the ratio
+    aspect: tuple[float, float] = (0.3, 1 / 0.3)  # blockwise: block aspect-ratio range
+    num_targets: int = 4  # multi-block: target blocks predicted from one context
+    target_scale: tuple[float, float] = (0.15, 0.2)  # multi-block: area of each target block (share of grid)
+    target_aspect: tuple[float, float] = (0.75, 1.5)  # multi-block: aspect ratio of target blocks
+    context_scale: tuple[float, float] = (0.85, 1.0)  # multi-block: context block area, before targets are cut out
+    min_keep: int = 4  # multi-block: fewest context patches a sample may keep
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the model predicts at masked positions."""
+
+    kind: str = "normalized-pixels"  # one of TARGET_KINDS
+    teacher: str | None = None  # teacher-features: a mimzoo.load name/folder; discrete-tokens: "module:attr" tokenizer
+    layers: int = 1  # ema/teacher features: average of the last `layers` block outputs (data2vec: 6)
+    layer_norm: str = "none"  # ema features: norm of each averaged block output, one of FEATURE_NORMS
+    final_norm: bool = False  # LayerNorm (no affine) of the final target features (data2vec, I-JEPA)
+    ema: tuple[float, float] = (0.999, 0.9999)  # ema-features: teacher momentum, linear from first to last step
+    hog_bins: int = 9  # hog: orientation bins (MaskFeat: 9)
+    hog_cell: int = 8  # hog: cell side in pixels (MaskFeat: 8)
+
+
+@dataclass(frozen=True)
+class Loss:
+    """How predictions are compared with targets; averaged over the masked positions."""
+
+    kind: str = "mse"  # one of LOSS_KINDS
+    beta: float = 1.0  # smooth-l1: transition point (data2vec: 2)
+
+
+@dataclass(frozen=True)
+class Decoder:
+    """The part trained with the encoder and thrown away after pretraining."""
+
+    kind: str = "mae"  # one of DECODER_KINDS
+    dim: int = 512  # mae / predictor / fcmae: decoder width
+    depth: int = 8  # mae / predictor / fcmae: transformer (or ConvNeXt) blocks
+    heads: int = 16  # mae / predictor: attention heads
+    mlp_ratio: float = 4.0  # mae / predictor: MLP width / dim
+    sincos_pos: bool = True  # mae: fixed 2-D sin-cos position embeddings in encoder and decoder (as MAE does)
+
+
+@dataclass(frozen=True)
+class Optim:
+    """AdamW with linear warmup then cosine decay, per step."""
+
+    blr: float = 1.5e-4  # base learning rate for a global batch of 256: lr = blr * batch / 256
+    weight_decay: float = 0.05  # AdamW decoupled decay (not applied to biases, norms, tokens, position embeddings)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas
+    warmup_epochs: float = 40.0  # linear warmup length
+    min_lr: float = 0.0  # floor of the cosine decay
+    batch_size: int = 4096  # global batch of the paper (all processes, all accumulation steps)
+    epochs: int = 800  # paper's pretraining epochs (the CLI's --epochs overrides)
+    clip_grad: float | None = None  # clip the gradient norm to this value; None = no clipping
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Training augmentation of the images."""
+
+    crop_scale: tuple[float, float] = (0.2, 1.0)  # random-resized-crop area range
+    hflip: bool = True  # random horizontal flip (off for data where it changes meaning, e.g. digits)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A pretraining method as data."""
+
+    method: str  # method name, as registered ("mae")
+    masking: Masking = Masking()  # masking strategy
+    target: Target = Target()  # target features
+    loss: Loss = Loss()  # objective
+    decoder: Decoder = Decoder()  # encoder input + decoder / head / predictor
+    optim: Optim = Optim()  # optimiser and schedule defaults of the paper
+    augment: Augment = Augment()  # training augmentation
+    arch: str = ""  # default zoo variant (or timm architecture) to pretrain
+    export_encoder: str = "student"  # the encoder saved as the model: "student", or "teacher" (EMA encoder, I-JEPA)
+    notes: str = ""  # one line: where the defaults come from
+    extra: Mapping[str, Any] = field(default_factory=dict)  # free-form settings a custom component reads
+
+    def validate(self) -> Recipe:
+        """Check the controlled vocabularies; returns self so calls chain."""
+        _one_of(self.masking.kind, MASKINGS, "masking.kind")
+        _one_of(self.target.kind, TARGET_KINDS, "target.kind")
+        _one_of(self.loss.kind, LOSS_KINDS, "loss.kind")
+        _one_of(self.decoder.kind, DECODER_KINDS, "decoder.kind")
+        _one_of(self.target.layer_norm, FEATURE_NORMS, "target.layer_norm")
+        _one_of(self.export_encoder, ("student", "teacher"), "export_encoder")
+        if self.export_encoder == "teacher" and self.target.kind != "ema-features":
+            raise RecipeError("export_encoder=teacher needs an ema-features target (the teacher is the EMA encoder)")
+        if not 0.0 <= self.masking.ratio < 1.0:
+            raise RecipeError(f"masking.ratio {self.masking.ratio} must lie in [0, 1)")
+        if self.target.kind in ("teacher-features", "discrete-tokens") and not self.target.teacher:
+            what = "a model name or folder" if self.target.kind == "teacher-features" else "a 'module:attr' tokenizer"
+            raise RecipeError(f"target.kind={self.target.kind} needs target.teacher: "
+                              f"pass --set target.teacher=<{what}>")
+        if (self.loss.kind == "cross-entropy") != (self.target.kind == "discrete-tokens"):
+            raise RecipeError("cross-entropy goes with discrete-tokens targets only; "
+                              "set loss.kind and target.kind together")
+        if self.decoder.kind == "predictor" and self.masking.kind != "multi-block":
+            raise RecipeError("decoder.kind=predictor needs masking.kind=multi-block (context and target blocks)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _one_of(value: str, allowed: tuple[str, ...], what: str) -> None:
+    if value not in allowed:
+        raise RecipeError(f"{what} '{value}' is not one of {', '.join(allowed)}; use one of them")
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    """Inverse of :meth:`Recipe.to_dict` (unknown keys are an error naming them)."""
+    return _build(Recipe, data, "recipe").validate()
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise RecipeError(f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in data.items():
+        default = known[name].default
+        if is_dataclass(default) and isinstance(value, Mapping):
+            value = _build(type(default), value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def with_overrides(recipe: Recipe, overrides: Mapping[str, Any] | None) -> Recipe:
+    """A copy of `recipe` with dotted fields replaced, e.g. ``{"masking.ratio": 0.6, "loss.kind": "l1"}``.
+
+    String values are parsed as JSON when they look like it (``"0.6"`` -> 0.6, ``"[0.1, 0.2]"`` -> tuple),
+    so CLI ``--set key=value`` pairs can be passed straight through.
+
+    >>> with_overrides(Recipe("mae"), {"masking.ratio": "0.6"}).masking.ratio
+    0.6
+    """
+    for key, raw in (overrides or {}).items():
+        recipe = _set(recipe, key.split("."), _parse(raw), key)
+    return recipe.validate()
+
+
+def _set(obj: Any, path: list[str], value: Any, key: str) -> Any:
+    names = {f.name for f in fields(obj)}
+    if path[0] not in names:
+        raise RecipeError(f"unknown recipe field '{key}'; fields here: {', '.join(sorted(names))}")
+    if len(path) == 1:
+        return replace(obj, **{path[0]: tuple(value) if isinstance(value, list) else value})
+    child = getattr(obj, path[0])
+    if not is_dataclass(child):
+        raise RecipeError(f"'{key}': {path[0]} has no sub-fields")
+    return replace(obj, **{path[0]: _set(child, path[1:], value, key)})
+
+
+def _parse(raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    if raw in ("none", "None", "null"):
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def find_recipe(method: str) -> Recipe:
+    """The recipe of a method: the registry's ``Method.recipe``, else the plugin's ``recipe`` module.
+
+    Lookup order: (1) ``get_registry().method(name).recipe``; (2) ``mimzoo_<name>.recipe:RECIPE`` for
+    first-party plugins whose Method does not carry its recipe yet; (3) the built-in recipes of
+    methods without a plugin (:mod:`mimzoo.pretrain.recipes_builtin`, e.g. MaskFeat).
+
+    >>> find_recipe("mae").masking.ratio
+    0.75
+    """
+    from ..errors import UnknownMethodError
+    from ..registry import get_registry
+
+    registry = get_registry()
+    try:
+        recipe = registry.method(method).recipe
+    except UnknownMethodError:
+        recipe = None
+    if recipe is None:
+        recipe = _plugin_module_recipe(method)
+    if recipe is None:
+        from .recipes_builtin import BUILTIN
+
+        recipe = BUILTIN.get(method)
+    if recipe is None:
+        known = sorted({m.name for m in registry.methods() if _has_recipe(m)} | set(_builtin_names()))
+        raise RecipeError(f"method '{method}' has no pretraining recipe; methods with one: {', '.join(known)}")
+    if not isinstance(recipe, Recipe):
+        raise RecipeError(f"method '{method}' declares a recipe of type {type(recipe).__name__}, "
+                          "not mimzoo.pretrain.Recipe")
+    return recipe.validate()
+
+
+def _plugin_module_recipe(method: str) -> Recipe | None:
+    try:
+        module = importlib.import_module(f"mimzoo_{method}.recipe")
+    except ImportError:
+        return None
+    return getattr(module, "RECIPE", None)
+
+
+def _has_recipe(m: Any) -> bool:
+    return m.recipe is not None or _plugin_module_recipe(m.name) is not None
+
+
+def _builtin_names() -> list[str]:
+    from .recipes_builtin import BUILTIN
+
+    return list(BUILTIN)
