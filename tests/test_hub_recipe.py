@@ -63,7 +63,7 @@ def test_mae_recipes(name):
 
 def test_every_public_mae_model_has_a_recipe():
     public = [e.name for e in mimzoo.get_registry().models() if e.method.name == "mae"]
-    assert public == ["mae-vit-b", "mae-vit-h", "mae-vit-l"]
+    assert public == ["mae-vit-b", "mae-vit-digits", "mae-vit-h", "mae-vit-l"]
     assert all((EXPORTS / f"{name}.toml").is_file() for name in public)
 
 
@@ -89,7 +89,7 @@ def test_recipe_fields(tmp_path, monkeypatch):
     (("model = ", "modle = "), "unknown key\\(s\\) modle; allowed: format, model"),
     (("format = 1", "format = 2"), "'format' must be 1"),
     (('repo = "mimzoo/mae-vit-b"', 'repo = "mimzoo/../x"'), "\\[hub\\]: 'mimzoo/../x' is not a Hub repo id"),
-    (('license = "cc-by-nc-4.0"', 'license = "apache-2.0"'), "license apache-2.0 differs from the MAE weights' license"),
+    (('license = "cc-by-nc-4.0"', 'license = "apache-2.0"'), "license apache-2.0 differs from the mae-vit-b weights' license"),
     (('weights = "timm"', 'weights = "hf"'), "'mae-vit-b' has no weight source 'hf' \\(sources: timm, vis\\)"),
     (('model = "mae-vit-b"\nweights = "timm"', 'model = "mae-vit-test"\nweights = "timm"'),
      "'mae-vit-test' has no weight source 'timm' \\(sources: none\\)"),

@@ -66,9 +66,9 @@ def build_variant(method: Method, variant: Variant, img_size: int | tuple[int, i
 
     preprocess = variant.preprocess.with_size(img_size)
     model = build_timm(variant.arch, pooling=variant.pooling, model_kwargs=variant.model_kwargs, img_size=img_size)
-    set_pretrained_cfg(model, preprocess, license=method.license, tag=variant.name)
+    set_pretrained_cfg(model, preprocess, license=variant.license_for(method), tag=variant.name)
     info = EncoderInfo(
         name=variant.name, arch=variant.arch, model_args=dict(variant.model_kwargs), pooling=variant.pooling,
-        method=method.name, variant=variant.name, license=method.license,
+        method=method.name, variant=variant.name, license=variant.license_for(method),
     )
     return Encoder(model, preprocess, info)

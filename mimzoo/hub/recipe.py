@@ -205,8 +205,9 @@ def _check_registry(recipe: ReleaseRecipe) -> None:
                           f"(sources: {', '.join(w.name for w in v.weights) or 'none'})")
     if recipe.weights is None and not v.weights:
         raise RecipeError(f"{where}: '{recipe.model}' has no pretrained weights to release")
-    if recipe.license != m.license.lower():
-        raise RecipeError(f"{where}: license {recipe.license} differs from the {m.title} weights' license {m.license}")
+    license = v.license_for(m)
+    if recipe.license != license.lower():
+        raise RecipeError(f"{where}: license {recipe.license} differs from the {v.name} weights' license {license}")
     for gate in recipe.gates:
         gate.threshold(v.reference)  # the paper number a gate refers to must exist
 

@@ -197,6 +197,11 @@ class Variant:
     reference: Reference | None = None  # paper numbers, None for variants without a paper entry
     description: str = ""  # one line for `mimzoo info`
     test_only: bool = False  # tiny variants for tests: hidden from `mimzoo list` unless --all
+    license: str | None = None  # license of this variant's weights when it differs from the method's
+
+    def license_for(self, method: Method) -> str:
+        """The license of this variant's weights."""
+        return self.license or method.license
 
     def validate(self, owner: str) -> None:
         who = f"{owner}/{self.name}"

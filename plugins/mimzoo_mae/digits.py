@@ -43,6 +43,7 @@ DIGITS_VARIANT = Variant(
     ),
     layouts=LAYOUTS,
     reference=None,
+    license="apache-2.0",  # trained by this project (mimzoo's own license), not Meta's MAE weights
     description="tiny MAE ViT pretrained on scikit-learn digits (bundled, offline); digits test split top-1: "
     "k-NN 61.8 / linear 91.6 (random init 20.8 / 60.8), benchmarks/pretrain_digits.md",
 )
