@@ -36,6 +36,9 @@ NO_DECAY = ("pos_embed", "cls_token", "mask_token", "reg_token", "dist_token", "
 UNUSED_IN_PRETRAINING = ("fc_norm", "head", "attn_pool", "head_drop")  # pooling / classifier parts of timm models
 
 
+DEFAULT_MICRO_BATCH = 128  # per process and accumulation step, when --batch-size is not given
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One pretraining run (the CLI's options)."""
@@ -137,7 +140,11 @@ class _Run:
 
     def _plan_sizes(self, n: int) -> None:
         cfg, opt, unit = self.cfg, self.recipe.optim, self.info.world * self.cfg.accum_steps
-        batch = cfg.batch_size or max(unit, min(opt.batch_size, n) // unit * unit)
+        # without --batch-size: the recipe's global batch, capped by the data and by a micro-batch of
+        # DEFAULT_MICRO_BATCH per process (a 4096-image recipe batch on one CPU would exhaust memory;
+        # the lr follows the batch, and --accum-steps reaches larger batches)
+        cap = min(opt.batch_size, n, DEFAULT_MICRO_BATCH * unit)
+        batch = cfg.batch_size or max(unit, cap // unit * unit)
         self.batch, self.epochs = batch, cfg.epochs or opt.epochs
         self.steps_per_epoch = max(1, n // batch)
         self.total = self.epochs * self.steps_per_epoch
