@@ -1,0 +1,90 @@
+"""`mimzoo bench`: backends side by side in one run.
+
+Imports nothing heavy at module level: `mimzoo --help` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .table import render
+
+TABLE = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"),
+         ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"), ("status", "status"), ("note", "note")]
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"'{text}' is not a comma-separated list of positive integers", param_hint=what)
+    return values
+
+
+def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        backend, sep, folder = pair.partition("=")
+        if not sep or not folder:
+            raise click.BadParameter(f"'{pair}' is not BACKEND=DIR (e.g. onnxruntime-int8=mae-vit-b-onnx-int8)",
+                                     param_hint="--export")
+        out[backend.strip()] = folder
+    return out
+
+
+@click.command("bench")
+@click.argument("model")
+@click.option("--backends", default="torch,torch-compile,onnxruntime,onnxruntime-int8,tensorrt", show_default=True,
+              help="Comma-separated: torch, torch-fp16, torch-compile, onnxruntime, onnxruntime-fp16, "
+                   "onnxruntime-int8, tensorrt.")
+@click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--iters", type=int, default=10, show_default=True, help="Timed rounds; each runs every backend once.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Untimed calls per backend and batch first.")
+@click.option("--threads", type=int, help="Intra-op threads for torch and onnxruntime (default: theirs).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--img-size", type=int, help="Input side other than the model's own.")
+@click.option("--random-init", is_flag=True, help="Random weights (seeded with --seed) instead of pretrained.")
+@click.option("--weights", metavar="PATH|TAG", help="Checkpoint file or weight-source tag.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--export", "exports", multiple=True, metavar="BACKEND=DIR", help="Run this verified export folder for BACKEND.")
+@click.option("--workdir", metavar="DIR", help="Build the exports here and keep them (reused next time).")
+@click.option("--data", default="digits", show_default=True, help="Images the exports are verified on.")
+@click.option("--images", type=int, help="How many real images verification compares.")
+@click.option("--no-memory", is_flag=True, help="Skip the peak-memory column (measured in child interpreters).")
+@click.option("--chart", metavar="PNG", help="Also draw the throughput as a bar chart.")
+@click.option("-o", "--output", metavar="FILE", help="Write the results: FILE.json or FILE.md (markdown table).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def bench(model: str, backends: str, batches: str, iters: int, warmup: int, threads: int | None, device: str,
+          img_size: int | None, random_init: bool, weights: str | None, seed: int, exports: tuple[str, ...],
+          workdir: str | None, data: str, images: int | None, no_memory: bool, chart: str | None, output: str | None, as_json: bool) -> None:
+    """Throughput, latency p50/p95 and peak memory of MODEL on each backend, side by side.
+
+    Backends that cannot run here are listed as skipped, with the reason. Example:
+
+      mimzoo bench mae-vit-b --backends torch,onnxruntime,onnxruntime-int8 --batch 1,8
+    """
+    from ..api.export import bench as run
+    from ..exporters.bench import to_markdown
+    from ..exporters.chart import bar_chart
+    from ..exporters.metadata import write_json
+    from .._atomic import atomic_file
+
+    rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=_ints(batches, "--batch"),
+               iters=iters, warmup=warmup, threads=threads, device=device, pretrained=not random_init, weights=weights,
+               seed=seed, img_size=img_size, exports=_exports(exports), workdir=workdir,
+               data=None if data == "none" else data, images=images, memory=not no_memory, progress=lambda line: click.echo(line, err=True))
+    if output:
+        path = Path(output)
+        if path.suffix == ".md":
+            with atomic_file(path) as tmp:
+                tmp.write_text(to_markdown(rows) + "\n", encoding="utf-8")
+        else:
+            write_json(path, {"model": model, "device": device, "rows": rows})
+    if chart:
+        bar_chart(rows, chart, title=f"{model}: throughput on {device}")
+    click.echo(json.dumps(rows, indent=2) if as_json else render(rows, TABLE))

@@ -1,0 +1,150 @@
+"""`mimzoo export` and `mimzoo verify`.
+
+Imports nothing heavy at module level: `mimzoo --help` imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from .table import render
+
+VERIFY_COLUMNS = [("check", "check"), ("value", "value"), ("limit", "limit"), ("ok", "ok")]
+_FORMATS = {"onnx": "onnx", "trt": "tensorrt", "tensorrt": "tensorrt"}
+# figure in the report -> (label, tolerance key, direction of the limit)
+_ROWS = (
+    ("max_abs", "max abs error", "max_abs", "<="),
+    ("max_rel", "max rel error", "max_rel", "<="),
+    ("cosine_min", "min cosine", "cosine_min", ">="),
+    ("knn_top1_torch", "k-NN top-1 PyTorch (%)", None, ""),
+    ("knn_top1_export", "k-NN top-1 export (%)", None, ""),
+    ("knn_top1_agreement", "k-NN agreement", "knn_top1_agreement", ">="),
+    ("knn_top1_drop", "k-NN top-1 drop (points)", "knn_top1_drop", "<="),
+)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
+
+
+def _tolerances(pairs: tuple[str, ...]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise click.BadParameter(f"'{pair}' is not KEY=NUMBER (e.g. cosine_min=0.999)", param_hint="--tol")
+    return out
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6f}" if abs(value) < 1e4 and abs(value) >= 1e-3 or value == 0 else f"{value:.3g}"
+    return value
+
+
+def report_rows(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verification report as table rows: figure, value, limit and whether it passes."""
+    tol = rep.get("tolerances") or {}
+    rows = []
+    for key, label, tol_key, op in _ROWS:
+        value = rep.get(key)
+        if value is None:
+            continue
+        limit = tol.get(tol_key) if tol_key else None
+        ok = "" if limit is None else ("yes" if (value <= limit if op == "<=" else value >= limit) else "NO")
+        rows.append({"check": label, "value": _fmt(value), "limit": f"{op} {limit:g}" if limit is not None else "", "ok": ok})
+    return rows
+
+
+def _common_model_options(f: Any) -> Any:
+    """Options shared by export and verify (listed in this order by --help)."""
+    options = [
+        click.option("--weights", metavar="PATH|TAG", help="Checkpoint file or weight-source tag."),
+        click.option("--random-init", is_flag=True, help="Random weights (seeded with --seed) instead of pretrained."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of random weights, images and batches."),
+        click.option("--data", default="digits", show_default=True,
+                     help="Real images to verify on: 'digits', an image folder (one sub-folder per class), or 'none'."),
+        click.option("--images", type=int, help="How many real images to compare (default 128; 512 for INT8)."),
+        click.option("--tol", "tol", multiple=True, metavar="KEY=VALUE",
+                     help="Tolerance override, repeatable: max_abs, max_rel, cosine_min, knn_top1_agreement, "
+                          "knn_top1_drop."),
+        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.command("export")
+@click.argument("model")
+@click.option("--format", "fmt", type=click.Choice(sorted(_FORMATS)), default="onnx", show_default=True,
+              help="onnx, or trt/tensorrt (a TensorRT engine: needs TensorRT and a GPU).")
+@click.option("--trt", is_flag=True, help="Alias for --format trt.")
+@click.option("--fp16", "precision", flag_value="fp16", help="Half precision (LayerNorm/softmax stay fp32).")
+@click.option("--int8", "precision", flag_value="int8", help="INT8 (searched until the accuracy gate passes).")
+@click.option("--precision", "precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--img-size", type=int, help="Input side other than the model's own.")
+@click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-23).")
+@click.option("--tokens", is_flag=True, help="Also output the [N, L, D] tokens.")
+@click.option("-o", "--output", metavar="DIR", help="Folder to write (default <model>-<onnx|trt>-<precision>).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing DIR (once the new export has passed).")
+@click.option("--int8-method", type=click.Choice(["auto", "dynamic", "static"]), default="auto", show_default=True)
+@click.option("--calibration-images", type=int, default=64, show_default=True, help="Images for INT8 calibration.")
+@click.option("--max-batch", type=int, default=64, show_default=True, help="TensorRT profile: largest batch.")
+@click.option("--opt-batch", type=int, default=8, show_default=True, help="TensorRT profile: batch tuned for.")
+@_common_model_options
+def export(model: str, fmt: str, trt: bool, precision: str, batch: str, img_size: int | None, opset: int, tokens: bool,
+           output: str | None, overwrite: bool, int8_method: str, calibration_images: int, max_batch: int,
+           opt_batch: int, weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
+           tol: tuple[str, ...], as_json: bool) -> None:
+    """Export MODEL to ONNX or TensorRT and verify it against PyTorch.
+
+    Nothing is written unless verification passes. Examples:
+
+      mimzoo export mae-vit-b --int8 -o mae-vit-b-int8
+
+      mimzoo export mae-vit-b --trt --fp16
+    """
+    from ..api.export import export as run
+
+    result = run(
+        model, output, format="tensorrt" if trt else _FORMATS[fmt], precision=precision, batch=batch, img_size=img_size,
+        opset=opset, tokens=tokens, pretrained=not random_init, weights=weights, seed=seed,
+        data=None if data == "none" else data, images=images, calibration_images=calibration_images,
+        tolerances=_tolerances(tol), int8_method=int8_method, max_batch=max_batch, opt_batch=opt_batch,
+        overwrite=overwrite, progress=_say,
+    )
+    if as_json:
+        click.echo(json.dumps(result.meta, indent=2))
+        return
+    click.echo(render(report_rows(result.verification), VERIFY_COLUMNS))
+    click.echo(f"wrote {result.path} ({result.meta['format']} {result.meta['precision']}, verified)")
+
+
+@click.command("verify")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--model", metavar="NAME", help="Model to compare with (default: rebuilt from the export's provenance).")
+@_common_model_options
+def verify(folder: str, model: str | None, weights: str | None, random_init: bool, seed: int, data: str,
+           images: int | None, tol: tuple[str, ...], as_json: bool) -> None:
+    """Check the export in FOLDER against PyTorch again; exit 1 when a tolerance is broken."""
+    from ..api.export import verify as run
+
+    rep = run(folder, model, pretrained=not random_init, weights=weights, seed=seed,
+              data=None if data == "none" else data, images=images, tolerances=_tolerances(tol),
+              raise_on_failure=False, progress=_say)
+    click.echo(json.dumps(rep, indent=2) if as_json else render(report_rows(rep), VERIFY_COLUMNS))
+    if not rep["passed"]:
+        click.echo(f"error: {folder} fails verification: {'; '.join(rep['failures'])}", err=True)
+        sys.exit(1)
+    if not as_json:
+        click.echo(f"{folder}: verification passed")

@@ -1,0 +1,254 @@
+"""Export -> verify -> write, atomically; and verifying an existing export folder.
+
+Everything is written into a hidden temporary folder beside the target; it takes the target's name
+only after verification passed. A failed verification, an error or an interrupt (Ctrl-C) leaves
+nothing under the target name: no artifact that looks valid.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._atomic import atomic_dir
+from .images import ImageSet, load_images
+from .metadata import (
+    EXPORT_JSON,
+    ONNX_NAME,
+    CorruptExportError,
+    build_meta,
+    embed_in_onnx,
+    provenance,
+    read_export_folder,
+    state_sha256,
+    write_json,
+)
+from .onnx import OnnxExport, export_onnx, output_names, to_fp16
+from .spec import ExportError, ExportSpec, Tolerances, VerificationError
+from .verify import Outputs, VerifyInputs, collect, make_inputs, report, summary, torch_runner
+
+log = logging.getLogger(__name__)
+Say = Callable[[str], None]
+
+DEFAULT_IMAGES = {"fp32": 128, "fp16": 128, "int8": 512}  # real images compared (int8: fine k-NN steps)
+REAL_BATCH = 16  # real images per batch for a dynamic-batch export
+
+
+@dataclass(frozen=True)
+class VerifyData:
+    """Which inputs verification (and INT8 calibration) uses."""
+
+    data: str | None = "digits"  # real images: "digits", an image folder, or None for random inputs only
+    images: int | None = None  # real images to compare (None: DEFAULT_IMAGES of the precision)
+    calibration_images: int = 64  # extra, disjoint real images for static INT8 / TensorRT INT8 calibration
+    seed: int = 0  # picks the images and the random batches
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """A verified export folder."""
+
+    path: Path  # the folder written
+    meta: dict[str, Any]  # its export.json
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        return dict(self.meta["verification"])
+
+
+@dataclass(frozen=True)
+class Source:
+    """The encoder being exported and how `mimzoo verify` can rebuild it."""
+
+    encoder: Any  # the mimzoo Encoder (eval mode, CPU)
+    model: str  # name `mimzoo.load` takes to rebuild it (zoo name, folder, hf-hub:...)
+    init_seed: int | None = None  # torch seed of a random-init encoder
+    weights_tag: str | None = None  # weight-source tag it was loaded with
+    img_size: int | None = None  # img_size it was loaded with
+
+
+def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> VerifyInputs:
+    fixed = spec.batch if isinstance(spec.batch, int) else None
+    sizes = (fixed, fixed) if fixed else (1, 3)  # two sizes: the batch axis really is dynamic
+    return make_inputs(encoder, images, random_sizes=sizes, batch_size=fixed or REAL_BATCH, seed=seed)
+
+
+def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool) -> tuple[ImageSet, ImageSet]:
+    """(calibration images, verification images): disjoint sets from one seeded draw. The verification
+    images come first, so `mimzoo verify` (which draws no calibration images) sees the same ones."""
+    n_verify = data.images if data.images is not None else DEFAULT_IMAGES[spec.precision]
+    n_calib = data.calibration_images if calibrate else 0
+    everything = load_images(data.data, n_verify + n_calib, seed=data.seed)
+    verify_set, calib = everything.split(n_verify)
+    if tol.needs_knn and (verify_set.labels is None or len(verify_set) < 3):
+        raise ExportError(f"the {spec.precision} gate includes a k-NN check that needs labelled real images; "
+                          "pass --data digits or a folder with one sub-folder per class")
+    return calib, verify_set
+
+
+def run_export(src: Source, out: Path, spec: ExportSpec, *, tolerances: dict[str, float] | None = None,
+               data: VerifyData = VerifyData(), overwrite: bool = False, say: Say = log.info,
+               cache_dir: Path | None = None) -> ExportResult:
+    """Export `src.encoder` as `spec` says into `out`, verified; see :func:`mimzoo.export`."""
+    if out.exists() and not overwrite:  # before any work
+        raise ExportError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another -o")
+    tol = Tolerances.for_precision(spec.precision).updated(tolerances)
+    calibrate = spec.precision == "int8" and (spec.format == "tensorrt" or spec.int8_method != "dynamic")
+    calib, verify_set = _load_data(spec, tol, data, calibrate)
+    inputs = _inputs(src.encoder, spec, verify_set, data.seed)
+    say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
+    ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
+    calib_x = _inputs(src.encoder, spec, calib, data.seed).real if len(calib) else None
+    with atomic_dir(out, overwrite=True) as tmp:
+        scratch = tmp / ".fp32"
+        scratch.mkdir()
+        say(f"exporting ONNX (opset {spec.opset}, batch {spec.batch})")
+        info = export_onnx(src.encoder, scratch / ONNX_NAME, spec)
+        if info.fallback_reason:
+            say(f"the dynamo exporter failed ({info.fallback_reason}); used the TorchScript exporter")
+        rep, extra = _build(spec, scratch / ONNX_NAME, tmp, ref, inputs, tol, calib_x, say, cache_dir)
+        shutil.rmtree(scratch)
+        if not rep["passed"]:
+            tried = len(extra.get("int8", {}).get("attempts", []))
+            plans_note = f" with each of {tried} INT8 plans; the last" if tried > 1 else ""
+            raise VerificationError(f"{spec.format} {spec.precision} export of {src.model} failed verification"
+                                    f"{plans_note} ({'; '.join(rep['failures'])}); nothing was written to {out}", rep)
+        meta = _meta(src, spec, info, rep, extra)
+        embed_in_onnx(tmp / ONNX_NAME, meta)
+        write_json(tmp / EXPORT_JSON, meta)
+    say(f"verified: {summary(rep)}")
+    return ExportResult(out, meta)
+
+
+def _build(spec: ExportSpec, fp32: Path, tmp: Path, ref: Outputs, inputs: VerifyInputs, tol: Tolerances,
+           calib_x: Any, say: Say, cache_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Make the final model in `tmp` from the fp32 ONNX and verify it: (report, extra export.json keys)."""
+    from .runtime import OnnxModel
+
+    def evaluate(path: Path) -> dict[str, Any]:
+        return report(ref, collect(OnnxModel(path).run, inputs), inputs, tol)
+
+    target = tmp / ONNX_NAME
+    if spec.format == "tensorrt":
+        from .pipeline_trt import build_and_verify
+
+        for f in fp32.parent.iterdir():  # the engine's source ONNX stays in the folder
+            shutil.move(str(f), str(tmp / f.name))
+        return build_and_verify(spec, target, ref, inputs, tol, calib_x, say, cache_dir)
+    if spec.precision == "fp32":
+        for f in fp32.parent.iterdir():
+            shutil.move(str(f), str(tmp / f.name))
+        say("verifying with onnxruntime")
+        return evaluate(target), {}
+    if spec.precision == "fp16":
+        to_fp16(fp32, target)
+        say("verifying the fp16 model with onnxruntime")
+        return evaluate(target), {}
+    from .quantize import calibration_batches, plans, search
+
+    batches = calibration_batches(calib_x, spec.batch) if calib_x is not None else []
+    plan, rep, attempts = search(fp32, target, plans(spec.int8_method), evaluate, calibration=batches, say=say)
+    return rep, {"int8": {**plan.to_dict(), "attempts": attempts, "calibration_images": 0 if calib_x is None else len(calib_x)}}
+
+
+def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    enc = src.encoder
+    c, h, w = enc.preprocess.input_size
+    n = spec.batch if isinstance(spec.batch, int) else "N"
+    outputs = {"embedding": [n, enc.num_features]}
+    if spec.tokens:
+        outputs["tokens"] = [n, _num_tokens(enc), enc.num_features]
+    prov = provenance(enc, model=src.model, init_seed=src.init_seed, weights_tag=src.weights_tag, img_size=src.img_size)
+    return build_meta(fmt=spec.format, precision=spec.precision, opset=info.opset, batch=spec.batch,
+                      input_shape=[n, c, h, w], outputs=outputs, preprocess=enc.preprocess.to_timm(), prov=prov,
+                      verification=rep, extra={"exporter": info.to_dict(), **extra})
+
+
+def _num_tokens(encoder: Any) -> int:
+    import torch
+
+    with torch.inference_mode():
+        return int(encoder.forward_features(torch.zeros(1, *encoder.preprocess.input_size)).shape[1])
+
+
+def rebuild_encoder(meta: dict[str, Any]) -> Any:
+    """The PyTorch encoder an export was made from, rebuilt from its provenance and checked by digest."""
+    import torch
+
+    from ..api.load import load
+
+    prov = meta["provenance"]
+    model, source, size = prov.get("model"), prov.get("weights_source"), prov.get("img_size")
+    if not model:
+        raise CorruptExportError("export.json names no provenance.model; pass the model with --model")
+    if source == "random init":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(prov.get("init_seed") or 0))
+            encoder = load(model, pretrained=False, img_size=size)
+    elif prov.get("weights_tag"):
+        encoder = load(model, weights=prov["weights_tag"], img_size=size)
+    elif source and source != model and Path(source).is_file():
+        encoder = load(model, weights=source, img_size=size)
+    else:
+        encoder = load(model, img_size=size)
+    expected = prov.get("state_sha256")
+    if expected and state_sha256(encoder) != expected:
+        raise CorruptExportError(f"'{model}' now loads other weights than the ones exported (weights digest differs); "
+                                 "pass the exported model with --model")
+    return encoder
+
+
+def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, float] | None = None,
+                  data: VerifyData = VerifyData(), say: Say = log.info) -> dict[str, Any]:
+    """Verify an existing export folder against PyTorch; return the report (``passed`` says the verdict)."""
+    info = read_export_folder(folder)
+    meta = info.meta
+    spec = ExportSpec(format=meta["format"], precision=meta["precision"], batch=meta["batch"],
+                      opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"])
+    tol = Tolerances().updated((meta.get("verification") or {}).get("tolerances")).updated(tolerances)
+    if not tol.to_dict():
+        tol = Tolerances.for_precision(spec.precision)
+    if encoder is None:
+        say(f"rebuilding {meta['provenance'].get('model')} from the export's provenance")
+        encoder = rebuild_encoder(meta)
+    _check_shapes(meta, encoder, folder)
+    _, verify_set = _load_data(spec, tol, data, calibrate=False)
+    inputs = _inputs(encoder, spec, verify_set, data.seed)
+    say(f"running PyTorch and the {spec.format} model on {inputs.batches} batches")
+    ref = collect(torch_runner(encoder, spec.tokens), inputs)
+    got = collect(_runner(info.path, spec), inputs)
+    try:
+        return report(ref, got, inputs, tol)
+    except ValueError as e:  # an output missing or of another shape
+        raise CorruptExportError(f"{folder} does not match the model: {e}; export again") from e
+
+
+def _runner(folder: Path, spec: ExportSpec) -> Callable[[Any], Any]:
+    if spec.format == "tensorrt":
+        from .tensorrt import ENGINE_NAME
+        from .trt_runner import EngineRunner
+
+        return EngineRunner(folder / ENGINE_NAME, onnx_path=folder / ONNX_NAME).run
+    from .runtime import ExportRuntimeError, OnnxModel
+
+    try:
+        return OnnxModel(folder / ONNX_NAME).run
+    except ExportRuntimeError as e:
+        raise CorruptExportError(str(e)) from e
+
+
+def _check_shapes(meta: dict[str, Any], encoder: Any, folder: Path) -> None:
+    shape = list(meta["inputs"].get("pixel_values") or [])
+    want = [int(v) for v in encoder.preprocess.input_size]
+    if [int(v) for v in shape[1:]] != want:
+        raise CorruptExportError(f"{folder} takes input {shape[1:]}, the model {want}: it is an export of another "
+                                 "model; pass the right one with --model or export again")
+    names = output_names("tokens" in meta["outputs"])
+    dims = meta["outputs"]["embedding"]
+    if list(meta["outputs"]) != names or int(dims[-1]) != encoder.num_features:
+        raise CorruptExportError(f"{folder} gives {meta['outputs']}, the model [N, {encoder.num_features}] embeddings: "
+                                 "it is an export of another model; export again")

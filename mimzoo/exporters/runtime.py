@@ -1,0 +1,194 @@
+"""Embed images with an export folder, using only onnxruntime, numpy and PIL: no torch.
+
+This module imports nothing from mimzoo, so a deployer can also copy this one file next to their
+application. The folder's ``export.json`` says how to feed the model (input size, mean, std,
+interpolation, crop); :func:`preprocess` reproduces mimzoo's torchvision transform (resize the
+shorter side to ``size / crop_pct``, centre-crop, scale to [0, 1], normalise) with PIL and numpy.
+
+>>> model = load_export("mae-vit-b-onnx-fp32")  # doctest: +SKIP
+>>> model.embed([PIL.Image.open("cat.jpg")]).shape  # doctest: +SKIP
+(1, 768)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+EXPORT_JSON = "export.json"
+ONNX_NAME = "model.onnx"
+INPUT = "pixel_values"
+EMBEDDING = "embedding"
+
+
+class ExportRuntimeError(RuntimeError):
+    """The folder is not a usable ONNX export (one line, naming the fix)."""
+
+
+def _pil_filter(name: str) -> int:
+    from PIL import Image
+
+    filters = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+    if name not in filters:
+        raise ExportRuntimeError(f"unknown interpolation '{name}' in export.json; use one of {', '.join(filters)}")
+    return filters[name]
+
+
+def _resize(img: Any, pp: Mapping[str, Any]) -> Any:
+    """Resize as torchvision does: the shorter side to size/crop_pct, or both sides ("squash")."""
+    _, h, w = pp["input_size"]
+    crop_pct = float(pp.get("crop_pct", 1.0))
+    th, tw = math.floor(h / crop_pct), math.floor(w / crop_pct)
+    width, height = img.size
+    if pp.get("crop_mode", "center") == "squash" or h != w:
+        size = (tw, th)
+    else:
+        short, long = (width, height) if width <= height else (height, width)
+        new_long = int(th * long / short)
+        size = (th, new_long) if width <= height else (new_long, th)
+    return img if size == (width, height) else img.resize(size, _pil_filter(pp.get("interpolation", "bicubic")))
+
+
+def _center_crop(img: Any, h: int, w: int) -> Any:
+    """Centre crop to (h, w), padding with black first when the image is smaller (torchvision's rule)."""
+    from PIL import Image
+
+    width, height = img.size
+    if w > width or h > height:
+        padded = Image.new(img.mode, (max(w, width), max(h, height)), 0)
+        padded.paste(img, ((w - width) // 2 if w > width else 0, (h - height) // 2 if h > height else 0))
+        img = padded
+        width, height = img.size
+    top = int(round((height - h) / 2.0))
+    left = int(round((width - w) / 2.0))
+    return img.crop((left, top, left + w, top + h))
+
+
+def preprocess(image: Any, pp: Mapping[str, Any]) -> np.ndarray:
+    """One PIL image -> normalised float32 ``[C, H, W]`` array, as the model expects.
+
+    Args:
+        image: a PIL image (any mode; converted to RGB, or L for 1-channel models).
+        pp: the ``preprocess`` block of export.json (timm's data config keys).
+
+    >>> preprocess(PIL.Image.new("RGB", (300, 200)), meta["preprocess"]).shape  # doctest: +SKIP
+    (3, 224, 224)
+    """
+    c, h, w = (int(v) for v in pp["input_size"])
+    img = image.convert("L" if c == 1 else "RGB")
+    img = _center_crop(_resize(img, pp), h, w)
+    arr = np.asarray(img, dtype=np.float32) / np.float32(255.0)  # [H, W(, C)]
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # -> [C, H, W]
+    mean = np.asarray(pp["mean"], dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(pp["std"], dtype=np.float32).reshape(-1, 1, 1)
+    return np.ascontiguousarray((arr - mean) / std, dtype=np.float32)
+
+
+def session_options(threads: int | None = None, level: str = "all") -> Any:
+    """onnxruntime session options: intra-op `threads` (None: one per core) and graph optimisation level."""
+    import onnxruntime as ort
+
+    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    so = ort.SessionOptions()
+    so.graph_optimization_level = levels[level]
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    so.log_severity_level = 3  # errors only: no per-node warnings on stderr
+    return so
+
+
+class OnnxModel:
+    """One ONNX file in an onnxruntime session, run on float arrays."""
+
+    def __init__(self, onnx_file: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
+                 optimization: str = "all"):
+        import onnxruntime as ort
+
+        onnx_file = Path(onnx_file)
+        if not onnx_file.is_file():
+            raise ExportRuntimeError(f"{onnx_file} is missing; copy the whole export folder")
+        try:
+            self.session = ort.InferenceSession(str(onnx_file), session_options(threads, optimization),
+                                                providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ExportRuntimeError(f"onnxruntime cannot load {onnx_file} ({str(e).splitlines()[0][:300]}); "
+                                     "the file is corrupt or incomplete: export again") from e
+        feed = self.session.get_inputs()[0]
+        self.input_name = feed.name
+        self.input_dtype = np.float16 if "float16" in feed.type else np.float32
+        self.fixed_batch = feed.shape[0] if isinstance(feed.shape[0], int) else None
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs (``embedding``, and ``tokens`` when exported) for a ``[N, C, H, W]`` float array.
+
+        A fixed-batch model is fed in chunks of its batch size (the last one padded).
+        """
+        x = np.asarray(pixel_values)
+        step = self.fixed_batch or len(x)
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
+        for i in range(0, len(x), max(step, 1)):
+            chunk = x[i:i + step]
+            n = len(chunk)
+            if self.fixed_batch and n < step:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            outs = self.session.run(self.output_names, {self.input_name: chunk.astype(self.input_dtype, copy=False)})
+            for name, out in zip(self.output_names, outs):
+                parts[name].append(np.asarray(out[:n], dtype=np.float32))
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+class ExportedModel(OnnxModel):
+    """An ONNX export folder (model.onnx + export.json), ready to embed images."""
+
+    def __init__(self, folder: str | Path, **kwargs: Any):
+        self.folder = Path(folder)
+        self.meta = read_meta(self.folder)
+        if self.meta.get("format") not in ("onnx", "tensorrt"):
+            raise ExportRuntimeError(f"{self.folder}/{EXPORT_JSON} has format {self.meta.get('format')!r}; export again")
+        super().__init__(self.folder / ONNX_NAME, **kwargs)
+
+    @property
+    def preprocess_config(self) -> dict[str, Any]:
+        return dict(self.meta["preprocess"])
+
+    def embed(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
+        """Pooled embeddings ``[N, D]`` of PIL images, preprocessed as export.json says."""
+        pp = self.preprocess_config
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = np.stack([preprocess(im, pp) for im in images[i:i + batch_size]])
+            out.append(self.run(batch)[EMBEDDING])
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def read_meta(folder: str | Path) -> dict[str, Any]:
+    """export.json of an export folder, checked to be a mimzoo export report."""
+    path = Path(folder) / EXPORT_JSON
+    if not path.is_file():
+        raise ExportRuntimeError(f"{folder} is not an export folder (no {EXPORT_JSON}); run `mimzoo export` first")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportRuntimeError(f"{path} is not valid JSON ({e}); export again") from e
+    if not isinstance(meta, dict) or meta.get("mimzoo_export") != 1 or "preprocess" not in meta:
+        raise ExportRuntimeError(f"{path} is not a mimzoo export report (mimzoo_export: 1); export again")
+    return meta
+
+
+def load_export(folder: str | Path, **kwargs: Any) -> ExportedModel:
+    """Open an ONNX export folder for inference (see :class:`ExportedModel` for the options).
+
+    Args:
+        folder: the folder ``mimzoo export`` wrote (model.onnx, its weights, export.json).
+        **kwargs: ``providers`` (onnxruntime execution providers), ``threads``, ``optimization``.
+
+    >>> load_export("mae-vit-b-onnx-int8").embed(images)  # doctest: +SKIP
+    """
+    return ExportedModel(folder, **kwargs)

@@ -1,0 +1,84 @@
+"""`mimzoo bench` on the tiny ViT: backends side by side, skips with reasons, table, markdown and chart."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from export_helpers import tiny_export
+from helpers import run_cli
+from PIL import Image
+
+from mimzoo.api.export import bench
+from mimzoo.exporters.bench import Backend, BenchConfig, rows_from_times, time_interleaved, to_markdown
+from mimzoo.exporters.chart import bar_chart
+from mimzoo.exporters.spec import ExportError
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bench")
+    return {"onnxruntime": tiny_export(root, "fp32")[0], "onnxruntime-int8": tiny_export(root, "int8", precision="int8")[0]}
+
+
+def test_bench_runs_backends_side_by_side(exports):
+    rows = bench("mae-vit-test", pretrained=False, backends=["torch", "onnxruntime", "onnxruntime-int8", "tensorrt"],
+                 batches=[1, 4], iters=3, warmup=1, threads=1, exports=exports)
+    assert [(r["backend"], r["batch"]) for r in rows] == [
+        (b, n) for n in (1, 4) for b in ("torch", "onnxruntime", "onnxruntime-int8", "tensorrt")]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 6
+    for r in ok:
+        assert r["throughput"] == pytest.approx(r["batch"] / (r["p50_ms"] / 1e3))
+        assert r["p95_ms"] >= r["p50_ms"] > 0 and r["speedup"] > 0
+        assert r["peak_mib"] is not None and r["peak_mib"] > 0  # measured in a fresh interpreter
+    assert all(r["speedup"] == 1.0 for r in ok if r["backend"] == "torch")
+    trt = [r for r in rows if r["backend"] == "tensorrt"]
+    assert all(r["status"] == "skipped" and "GPU" in r["note"] for r in trt)
+    assert "mae-vit-test-onnx" not in rows[1]["note"] and "fp32" in rows[1]["note"]  # the export it ran
+
+
+def test_cli_writes_table_markdown_and_chart(tmp_path, exports):
+    md, png = tmp_path / "bench.md", tmp_path / "bench.png"
+    r = run_cli("bench", "mae-vit-test", "--random-init", "--backends", "torch,onnxruntime,torch-fp16",
+                "--batch", "2", "--iters", "2", "--warmup", "1", "--threads", "1", "--no-memory",
+                "--export", f"onnxruntime={exports['onnxruntime']}", "-o", str(md), "--chart", str(png))
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.splitlines()[0].split()
+    assert header[:7] == ["backend", "batch", "img/s", "p50", "ms", "p95", "ms"]
+    assert "torch-fp16" in r.stdout and "skipped" in r.stdout and "--device cuda" in r.stdout
+    table = md.read_text()
+    assert table.startswith("| backend | batch | img/s |") and table.count("\n") == 2 + 3
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (960, 540)
+        colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
+    assert (0, 114, 178) in colours and (230, 159, 0) in colours  # bars of the two backends that ran
+
+
+def test_interleaved_timing_and_rows():
+    order = []
+    backends = [Backend(n, lambda x: x, lambda x, n=n: order.append(n)) for n in ("torch", "onnxruntime")]
+    times = time_interleaved(backends, {"torch": 0, "onnxruntime": 0}, iters=3)
+    assert order == ["torch", "onnxruntime"] * 3 and all(len(v) == 3 for v in times.values())
+    rows = rows_from_times({"torch": [0.4, 0.2, 0.3], "onnxruntime": [0.1, 0.1, 0.2]}, 8, {"torch": 5.0}, {})
+    assert rows[0].p50_ms == pytest.approx(300) and rows[1].speedup == pytest.approx(3.0)
+    assert rows[0].throughput == pytest.approx(8 / 0.3) and rows[0].peak_mib == 5.0 and rows[1].peak_mib is None
+    assert "| onnxruntime | 8 |" in to_markdown([r.to_dict() for r in rows])
+
+
+def test_bad_configs_are_errors():
+    with pytest.raises(ExportError, match="unknown backend tensorflow"):
+        BenchConfig(backends=("torch", "tensorflow"))
+    with pytest.raises(ExportError, match="batches must be positive"):
+        BenchConfig(batches=(0,))
+    r = run_cli("bench", "mae-vit-test", "--batch", "1,x")
+    assert r.returncode == 2 and "not a comma-separated list of positive integers" in r.stderr
+
+
+def test_chart_lists_skipped_backends(tmp_path):
+    rows = [{"backend": "torch", "batch": 1, "throughput": 4.0}, {"backend": "tensorrt", "batch": 1, "throughput": None}]
+    path = bar_chart(rows, tmp_path / "c.png", title="t")
+    assert path.is_file() and not list(tmp_path.glob(".*"))  # written atomically, no temp left
+    with Image.open(path) as im:
+        assert im.size == (960, 540)
+    assert json.dumps(rows)  # rows stay plain data
