@@ -58,7 +58,7 @@ def bar_chart(rows: Sequence[dict[str, Any]], path: str | Path, *, title: str, v
         y = y0 - t * scale
         draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
         draw.text((x0 - 8, y), f"{t:g}", fill="black", font=_font(13), anchor="rm")
-    draw.text((18, (y0 + y1) // 2), unit, fill="black", font=_font(14), anchor="mm")
+    draw.text((x0, y1 - 14), unit, fill="black", font=_font(14), anchor="lb")  # axis unit above the axis
     group = (x1 - x0) / max(len(batches), 1)
     bar = group * 0.8 / max(len(backends), 1)
     for gi, n in enumerate(batches):
