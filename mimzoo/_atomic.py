@@ -18,6 +18,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
+        _default_mode(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -40,9 +41,21 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     tmp.mkdir()
     try:
         yield tmp
+        for path in [tmp, *tmp.rglob("*")]:
+            _default_mode(path)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _default_mode(path: Path) -> None:
+    """Give `path` the mode a plain ``open()`` would (umask applied): some writers, safetensors
+    among them, create 0600 files, and a model or export folder is meant to be shared."""
+    if path.is_symlink() or not path.exists():
+        return
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)

@@ -268,3 +268,17 @@ def test_bundled_default_model_loads_offline():
     """, env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["bundled:assets/mae-vit-digits/model.safetensors", "96", "(1,", "96)"]
+
+
+def test_saved_folders_are_readable_by_others(encoder, tmp_path):
+    # safetensors itself writes 0600 files; a saved folder gets the mode open() would give
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        encoder.save_pretrained(tmp_path / "enc")
+    finally:
+        os.umask(umask)
+    for name in ("model.safetensors", "config.json"):
+        assert (tmp_path / "enc" / name).stat().st_mode & 0o777 == 0o644, name
+    assert (tmp_path / "enc").stat().st_mode & 0o777 == 0o755

@@ -15,7 +15,7 @@ import click
 
 from .._version import __version__
 from ..errors import MimzooError
-from .table import render
+from .table import markdown, render
 
 MODEL_COLUMNS = [
     ("name", "name"),
@@ -100,7 +100,8 @@ def cli(verbose: bool) -> None:
 @click.option("--taxonomy", is_flag=True, help="Group the methods by the survey's classification.")
 @click.option("--all", "include_test", is_flag=True, help="Include the tiny variants that exist for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool) -> None:
+@click.option("--markdown", "as_markdown", is_flag=True, help="Print a markdown table (the README's are generated so).")
+def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool, as_markdown: bool) -> None:
     """List the zoo models matching PATTERN (a glob, e.g. 'mae-*')."""
     from ..api.listing import model_table, taxonomy_table
 
@@ -108,6 +109,9 @@ def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool) ->
         rows = taxonomy_table()
         if as_json:
             click.echo(json.dumps(rows, indent=2))
+            return
+        if as_markdown:
+            click.echo(markdown(rows, [("family", "family"), *TAXONOMY_COLUMNS]))
             return
         for family in ("reconstruction", "contrastive", "hybrid"):
             group = [r for r in rows if r["family"] == family]
@@ -118,6 +122,8 @@ def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool) ->
     rows = model_table(pattern, include_test=include_test)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif rows and as_markdown:
+        click.echo(markdown(rows, MODEL_COLUMNS))
     elif rows:
         click.echo(render(rows, MODEL_COLUMNS))
     else:

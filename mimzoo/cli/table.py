@@ -28,3 +28,15 @@ def render(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(c) for c in cells]
     return "\n".join(out)
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows as a GitHub-flavoured markdown table (what the README's generated tables are)."""
+    def esc(value: Any) -> str:
+        return _cell(value).replace("|", "\\|")
+
+    numeric = [all(isinstance(r.get(key), (int, float)) or r.get(key) is None for r in rows) for key, _ in columns]
+    out = ["| " + " | ".join(h for _, h in columns) + " |",
+           "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    out += ["| " + " | ".join(esc(r.get(key)) for key, _ in columns) + " |" for r in rows]
+    return "\n".join(out)

@@ -1,0 +1,81 @@
+"""`mimzoo quickstart`: the main job end to end, with every network route closed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+
+# Any attempt to reach the network fails fast: the Hub endpoint and every proxy point at a closed port.
+NO_NETWORK = {
+    "HF_ENDPOINT": "http://127.0.0.1:9",
+    "HTTP_PROXY": "http://127.0.0.1:9",
+    "HTTPS_PROXY": "http://127.0.0.1:9",
+    "ALL_PROXY": "http://127.0.0.1:9",
+    "NO_PROXY": "",
+}
+STEPS = ["load", "k-NN probe", "linear probe", "export ONNX", "verify", "bench", "reconstruct", "publish (dry run)"]
+
+
+@pytest.fixture(scope="module")
+def quickstart_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("qs") / "mimzoo-quickstart"
+    r = run_cli("quickstart", "-o", str(out), env=NO_NETWORK)
+    return out, r
+
+
+def test_quickstart_runs_offline_and_reports_every_step(quickstart_run):
+    out, r = quickstart_run
+    assert r.returncode == 0, r.stderr[-2000:]
+    for step in STEPS:  # the summary table: one row per step, each passed
+        row = next(line for line in r.stdout.splitlines() if line.startswith(step))
+        assert row.rstrip().endswith("yes"), row
+    assert "mimzoo.load('mae-vit-b')" in r.stdout  # says what to run next on real models
+    summary = json.loads((out / "quickstart.json").read_text())
+    assert [s["step"] for s in summary["steps"]] == STEPS
+    figures = summary["figures"]
+    # the bundled model is pretrained: far above the 10 % of chance and the ~21 % of a random-init k-NN
+    assert figures["eval"]["knn"]["top1"] > 50 and figures["eval"]["linear"]["top1"] > 85
+    assert figures["verify"]["passed"] and figures["verify"]["max_abs"] <= 1e-4
+    assert {row["backend"] for row in figures["bench"]} == {"torch", "onnxruntime"}
+
+
+def test_quickstart_artifacts_are_usable(quickstart_run):
+    out, _ = quickstart_run
+    records = json.loads((out / "eval.json").read_text())
+    assert {rec["task"] for rec in records} == {"knn", "linear"}
+    assert (out / "onnx-fp32" / "model.onnx").is_file() and (out / "onnx-fp32" / "export.json").is_file()
+    with Image.open(out / "reconstruction.png") as im:
+        assert im.width > im.height / 6 * 3  # four panels per row, six rows
+    card = (out / "hub-folder" / "README.md").read_text()
+    assert "your-name/mae-vit-digits" in card and "apache-2.0" in card and "model-index" in card
+    config = json.loads((out / "hub-folder" / "config.json").read_text())
+    assert config["mimzoo"]["variant"] == "mae-vit-digits"
+    assert "bench.md" in {p.name for p in out.iterdir()}
+
+
+def test_quickstart_refuses_a_folder_it_did_not_write(tmp_path):
+    precious = tmp_path / "notes.txt"
+    precious.write_text("keep me")
+    r = run_cli("quickstart", "-o", str(tmp_path), env=NO_NETWORK)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "--overwrite" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert precious.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_a_rerun_replaces_the_previous_artifacts_and_keeps_the_feature_cache(tmp_path):
+    from mimzoo.api.quickstart import MARKER, _prepare
+
+    (tmp_path / MARKER).write_text("{}")
+    (tmp_path / "onnx-fp32").mkdir()
+    (tmp_path / "onnx-fp32" / "model.onnx").write_bytes(b"old")
+    (tmp_path / "eval.json").write_text("[]")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "features.safetensors").write_bytes(b"cached")
+    _prepare(tmp_path, overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
+    assert (tmp_path / "cache" / "features.safetensors").read_bytes() == b"cached"
