@@ -35,6 +35,7 @@ _LAZY = {
     "export": "mimzoo.api.export:export",
     "verify": "mimzoo.api.export:verify",
     "publish": "mimzoo.api.publish:publish",
+    "release": "mimzoo.api.release:release",
 }
 
 

@@ -68,3 +68,51 @@ def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tup
         was = f" (was {result.previous[:12]})" if result.previous else ""
         click.echo(f"published {result.url} at {result.commit}{was}")
         click.echo(f"load it with: mimzoo.load(\"{result.load_name}\")")
+
+
+STAGE_COLUMNS = [("stage", "stage"), ("target", "target"), ("status", "status"), ("figure", "figure"),
+                 ("seconds", "s"), ("artifacts", "artifacts / note")]
+
+
+@click.command("release")
+@click.argument("recipe", metavar="RECIPE")
+@click.option("--endpoint", metavar="URL", help="Hub URL to publish to (default: HF_ENDPOINT).")
+@click.option("--dry-run", is_flag=True, help="Run every gate, write the repo folder to -o DIR, upload nothing.")
+@click.option("-o", "--output", metavar="DIR", help="Also keep the Hub-ready repo folder here (required with --dry-run).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing -o folder.")
+@click.option("--workdir", metavar="DIR", help="Keep the exports and eval results here (default: a temporary folder).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def release(recipe: str, endpoint: str | None, dry_run: bool, output: str | None, overwrite: bool,
+            workdir: str | None, as_json: bool) -> None:
+    """Release a model as RECIPE (exports/<model>.toml) says: load, validate, export, verify, publish.
+
+    Stops at the first failed gate (exit 1, after printing the table): nothing is uploaded then.
+    The token comes from HF_TOKEN (or `hf auth login`); it is never printed.
+    """
+    from ..api.release import ReleaseGateError
+    from ..api.release import release as run
+
+    try:
+        report = run(recipe, endpoint=endpoint, workdir=workdir, dry_run=dry_run, output=output, overwrite=overwrite,
+                     progress=lambda line: click.echo(line, err=True))
+    except ReleaseGateError as e:
+        _print_release(e.report, as_json)
+        raise  # the group prints `error: ...` and exits 1
+    _print_release(report, as_json)
+
+
+def _print_release(report, as_json: bool) -> None:  # noqa: ANN001 - a ReleaseReport (imported lazily)
+    if as_json:
+        data = dataclasses.asdict(report)
+        click.echo(json.dumps({**data, "passed": report.passed, "load_name": report.load_name}, indent=2, default=str))
+        return
+    rows = [{"stage": s.stage, "target": s.target, "status": s.status, "figure": s.figure(),
+             "seconds": s.seconds, "artifacts": "; ".join(p for p in (", ".join(s.artifacts), s.note) if p)} for s in report.stages]
+    click.echo(render(rows, STAGE_COLUMNS))
+    if report.failed is not None:
+        return
+    if report.dry_run:
+        click.echo(f"dry run: every gate passed; repo folder written to {report.folder}; nothing was uploaded")
+    else:
+        click.echo(f"released {report.url} at {report.commit}")
+        click.echo(f"load it with: mimzoo.load(\"{report.load_name}\")")

@@ -78,10 +78,15 @@ def build_card(info: CardInfo) -> str:
         datasets=_datasets(info),
         base_model=info.base_model,
         pipeline_tag="image-feature-extraction",
-        **({"model-index": [dict(m) for m in info.model_index]} if info.model_index else {}),
     )
+    meta = data.to_yaml()
+    if info.model_index:  # written as built: ModelCardData would merge tasks that share a dataset and split
+        yaml = require("yaml")
+        meta += "\n" + yaml.safe_dump({"model-index": [dict(m) for m in info.model_index]}, sort_keys=False).rstrip()
     body = "\n".join(part for part in _body(info) if part is not None)
-    return str(hub.ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+    text = f"---\n{meta}\n---\n\n{body}"
+    hub.ModelCard(text)  # parses: the metadata is valid YAML that huggingface_hub reads (str() would re-merge it)
+    return text
 
 
 def _tags(info: CardInfo) -> list[str]:
