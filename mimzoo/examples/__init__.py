@@ -1,1 +1,0 @@
-"""Small runnable examples (`python -m mimzoo.examples.<name>`), all offline."""
