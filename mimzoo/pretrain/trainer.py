@@ -112,6 +112,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig, info: D.DistInfo, on_log: Callable[[dict[str, Any]], None] | None):
         from .arch import build_encoder
         from .models import build_objective
+        from .models.attention import choose_attention
 
         self.cfg, self.info, self.on_log = cfg, info, on_log
         if cfg.precision == "fp16" and info.device.type != "cuda":
@@ -126,6 +127,10 @@ class _Run:
         self.dataset = PretrainDataset(source, Augmenter(encoder.preprocess, self.recipe.augment, source))
         self.objective = build_objective(self.recipe, encoder).to(info.device).train()
         _freeze_unused(self.objective.encoder)
+        switched = choose_attention(self.objective, info.device, cfg.precision)
+        if switched:
+            log.info("%s on the CPU: %d attention modules compute with matmuls instead of SDPA (faster there)",
+                     cfg.precision, switched)
         self._plan_sizes(len(source))
         self.model = D.wrap(self.objective, info, cfg.fsdp)  # before the optimiser: FSDP replaces parameters
         self.optimizer = _adamw(self.objective, self.recipe, self.lr, info.device, fused=not cfg.fsdp)

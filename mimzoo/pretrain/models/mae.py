@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .vit import init_like_mae, sincos_2d
+from .attention import block_rows
+from .vit import as_rows, init_like_mae, sincos_2d, take_rows
 
 
 class MAEDecoder(nn.Module):
@@ -38,17 +39,38 @@ class MAEDecoder(nn.Module):
         init_like_mae(self)
         nn.init.normal_(self.mask_token, std=0.02)
 
-    def forward(self, latent: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        x = self.decoder_embed(latent)  # [N, P+K, d]
-        n, length = visible.shape
-        lead, vis = x[:, : self.prefix], x[:, self.prefix :]
-        full = self.mask_token.to(x.dtype).expand(n, length, -1)
-        full = full.masked_scatter(visible.unsqueeze(-1), vis)  # visible tokens back at their positions, [N, L, d]
-        x = torch.cat([lead, full], dim=1) + self.decoder_pos_embed.to(x.dtype)
-        for block in self.decoder_blocks:
+    def forward(self, latent: torch.Tensor, visible: torch.Tensor, select: torch.Tensor | None = None) -> torch.Tensor:
+        """Predictions of every patch ``[N, L, out]``, or of the patches ``select`` marks.
+
+        Args:
+            latent: encoder output ``[N, P+K, De]`` (prefix tokens first, then the visible patches).
+            visible: bool ``[N, L]``, the patches the encoder saw (or their positions ``[N, K]``, raster order).
+            select: bool ``[N, L]`` with the same count ``M`` in every row (the masked patches a loss
+                reads; or their positions ``[N, M]``), None for all. With it the result is ``[N, M, out]``
+                and the last block computes only those rows (keys and values still see every token).
+        """
+        x = self._tokens(latent, as_rows(visible))  # [N, P+L, d]
+        blocks = list(self.decoder_blocks)
+        if select is None:
+            for block in blocks:
+                x = block(x)
+            return self.decoder_pred(self.decoder_norm(x)[:, self.prefix :])
+        rows = as_rows(select) + self.prefix  # [N, M] token positions of the selected patches
+        for block in blocks[:-1]:
             x = block(x)
-        x = self.decoder_norm(x)
-        return self.decoder_pred(x[:, self.prefix :])  # [N, L, out_dim]
+        x = block_rows(blocks[-1], x, rows) if blocks else take_rows(x, rows)
+        return self.decoder_pred(self.decoder_norm(x))
+
+    def _tokens(self, latent: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Embedded visible tokens back at their positions ``rows [N, K]``, mask tokens elsewhere, plus
+        position embeddings: ``[N, P+L, d]``."""
+        x = self.decoder_embed(latent)  # [N, P+K, d]
+        n, d = x.shape[0], x.shape[-1]
+        length = self.decoder_pos_embed.shape[1] - self.prefix
+        lead, vis = x[:, : self.prefix], x[:, self.prefix :]
+        full = self.mask_token.to(x.dtype).expand(n, length, d)
+        full = full.scatter(1, rows.unsqueeze(-1).expand(-1, -1, d), vis)  # [N, L, d]
+        return torch.cat([lead, full], dim=1) + self.decoder_pos_embed.to(x.dtype)
 
 
 _V4_TO_V5 = (

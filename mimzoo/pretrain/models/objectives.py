@@ -26,7 +26,7 @@ from ..targets import TargetBase
 from .fcmae import FCMAEDecoder, forward_dense_masked
 from .mae import MAEDecoder
 from .predictor import Predictor
-from .vit import forward_mask_tokens, forward_visible, num_prefix_tokens
+from .vit import equal_rows, forward_mask_tokens, forward_visible, num_prefix_tokens, row_index, take_rows
 
 
 class Objective(nn.Module):
@@ -73,6 +73,16 @@ class MaskedAutoencoder(Objective):
     def predict(self, images: torch.Tensor, masks: MaskBatch) -> torch.Tensor:
         latent = forward_visible(self.encoder, images, masks.visible)  # [N, P+K, D]
         return self.decoder(latent, masks.visible)  # [N, L, out]
+
+    def forward(self, images: torch.Tensor, masks: MaskBatch, denom: float | None = None) -> torch.Tensor:
+        """The loss, predicting only the masked patches (same value and gradients as predicting all)."""
+        visible, masked = _positions(masks)
+        if masked is None:  # mask counts differ between images (multi-block targets): predict all, then mask
+            return super().forward(images, masks, denom)
+        latent = forward_visible(self.encoder, images, visible)  # [N, P+K, D]
+        pred = self.decoder(latent, visible, masked)  # [N, M, out]
+        target = take_rows(self.target(images), masked)  # [N, M, out]
+        return masked_loss(per_position(pred, target, self.loss_spec), None, denom)
 
 
 class MaskTokenModel(Objective):
@@ -122,3 +132,13 @@ class FCMAE(Objective):
     def predict(self, images: torch.Tensor, masks: MaskBatch) -> torch.Tensor:
         feats = forward_dense_masked(self.encoder, images, masks.mask, self.grid)  # [N, C, h, w]
         return self.decoder(feats, masks.mask)  # [N, L, out]
+
+
+@torch.compiler.disable
+def _positions(masks: MaskBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Visible and masked positions ``[N, K]``, ``[N, M]`` (None where mask counts differ per image).
+
+    Data-dependent (a count check, ``nonzero``), so it runs outside ``torch.compile``: the rest of
+    the step then traces as one graph.
+    """
+    return row_index(masks.visible), (row_index(masks.mask) if equal_rows(masks.mask) else None)

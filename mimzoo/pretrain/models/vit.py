@@ -50,19 +50,42 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(1, 2) if x.ndim == 4 else x
 
 
-def gather_rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """``x[n, keep[n]]`` for a bool ``keep [N, L]`` with the same count in every row -> ``[N, K, D]``."""
+def equal_rows(keep: torch.Tensor) -> bool:
+    """Whether every row of a bool ``keep [N, L]`` has the same number of set entries."""
     counts = keep.sum(dim=1)
-    if bool((counts != counts[0]).any()):
+    return not bool((counts != counts[0]).any())
+
+
+def row_index(keep: torch.Tensor) -> torch.Tensor:
+    """Positions ``[N, K]`` (raster order) of the set entries of a bool ``keep [N, L]`` with equal row counts."""
+    if not equal_rows(keep):
         raise RecipeError("a visible-only encoder needs the same number of visible patches in every image; "
                           "use masking random-patch / random-block / multi-block")
-    idx = keep.nonzero()[:, 1].view(keep.shape[0], -1)  # [N, K] raster order
+    return keep.nonzero()[:, 1].view(keep.shape[0], -1)
+
+
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``x[n, idx[n]]``: rows ``idx [N, K]`` of ``x [N, L, D]`` -> ``[N, K, D]`` (of ids ``[N, L]`` -> ``[N, K]``)."""
+    if x.ndim == 2:
+        return x.gather(1, idx)
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def as_rows(keep: torch.Tensor) -> torch.Tensor:
+    """Row positions ``[N, K]`` of a bool mask ``[N, L]`` (:func:`row_index`); ``keep`` itself if it holds positions."""
+    return row_index(keep) if keep.dtype == torch.bool else keep
+
+
+def gather_rows(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """``x[n, keep[n]]`` for a bool ``keep [N, L]`` with the same count in every row -> ``[N, K, D]``."""
+    return take_rows(x, as_rows(keep))
 
 
 def forward_visible(model: nn.Module, images: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
     """Encode only the visible patches: ``[N, P + K, D]`` (prefix tokens first), after the final norm.
 
+    ``visible`` is a bool mask ``[N, L]`` or the visible positions ``[N, K]`` (raster order; with
+    positions the encoder makes no data-dependent call, which keeps ``torch.compile`` to one graph).
     Position embeddings are added before the patches are dropped, as in MAE; the class token gets
     its own position embedding. Needs a timm ``VisionTransformer``.
     """
@@ -122,7 +145,8 @@ def token_features(model: nn.Module, images: torch.Tensor, layers: int = 1, laye
         return _tokens(model, model.forward_features(images))
     blocks = list(getattr(model, "blocks", []))
     if len(blocks) < layers:
-        raise RecipeError(f"target.layers={layers} but the teacher has {len(blocks)} blocks")
+        raise RecipeError(f"target.layers={layers} but the teacher has {len(blocks)} blocks; "
+                          f"pass --set target.layers={len(blocks)} (or fewer)")
     outs: list[torch.Tensor] = []
     handles = [b.register_forward_hook(lambda _m, _i, o: outs.append(o)) for b in blocks[-layers:]]
     try:
