@@ -84,6 +84,26 @@ def test_linear_probe_reaches_logistic_regression_on_the_same_features(feats):
     assert isinstance(head[0], torch.nn.BatchNorm1d) and not head[0].affine  # the MAE head
 
 
+def test_small_lbfgs_fits_run_on_one_thread_and_restore_the_thread_count(feats, monkeypatch):
+    import mimzoo.eval.linear as linear
+
+    tr, te = feats
+    seen = []
+    real = linear._lbfgs
+    monkeypatch.setattr(linear, "_lbfgs", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = LinearConfig(weight_decay=1e-4)
+        one, _, _ = linear_probe(tr.pooled, tr.labels, te.pooled, te.labels, 10, cfg)
+        assert seen == [1] and torch.get_num_threads() == 2
+        monkeypatch.setattr(linear, "ONE_THREAD_MAX", 0)  # a large problem keeps the caller's threads
+        two, _, _ = linear_probe(tr.pooled, tr.labels, te.pooled, te.labels, 10, cfg)
+        assert seen == [1, 2] and abs(one["top1"] - two["top1"]) <= 0.5
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_minibatch_probes_train_with_the_mae_recipe(feats):
     tr, te = feats
     m, head, fit = linear_probe(tr.pooled, tr.labels, te.pooled, te.labels, 10,

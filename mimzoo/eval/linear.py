@@ -17,7 +17,8 @@ L-BFGS does not, which is why it is the default there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,9 @@ from .training import evaluate_on_features, fit_on_features, make_optimizer
 
 
 LBFGS_AUTO_MAX = 50_000_000  # "auto" uses L-BFGS up to this many feature values (N * D), LARS above
+# Below this many feature values a CPU L-BFGS fit runs on one thread: its thousands of small ops gain
+# nothing from a second thread and, on a busy machine, wait on it at every op (seen: 2 s -> 60 s).
+ONE_THREAD_MAX = 4_000_000
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)  # L2 strengths L-BFGS chooses from on held-out features
 
 
@@ -96,7 +100,9 @@ def linear_probe(
     device = torch.device(device)
     solver = config.solver(*train_x.shape)
     if solver == "lbfgs":
-        head, fit = _fit_lbfgs(train_x.float().to(device), train_y.to(device), num_classes, config, progress)
+        small = device.type == "cpu" and train_x.numel() <= ONE_THREAD_MAX
+        with _threads(1 if small else None):
+            head, fit = _fit_lbfgs(train_x.float().to(device), train_y.to(device), num_classes, config, progress)
     else:
         torch.manual_seed(config.seed)
         head = linear_head(train_x.shape[1], num_classes).to(device)
@@ -107,6 +113,18 @@ def linear_probe(
                                   device=device, progress=progress, stage="linear probe")
         fit = {"weight_decay": wd, "final_loss": history[-1]}
     return evaluate_on_features(head, eval_x, eval_y, device=device), head, {"solver": solver, **fit}
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` intra-op threads (None: unchanged), then restore the previous count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _standardised_head(x: torch.Tensor, num_classes: int, seed: int) -> nn.Sequential:
