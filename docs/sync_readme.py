@@ -8,8 +8,8 @@ The README marks each generated block with the command that produces it:
 
 `python docs/sync_readme.py` rewrites every such block from the installed registry;
 `python docs/sync_readme.py --check` exits 1 when one is out of date (tests/test_readme.py runs it).
-Only `mimzoo list ...` commands are allowed in markers: the README cannot make this script run
-anything else.
+Only `mimzoo list [--taxonomy] --markdown` is allowed in markers, and only mimzoo's own plugins are
+listed (third-party plugins installed here are left out).
 """
 
 from __future__ import annotations
@@ -24,18 +24,24 @@ BLOCK = re.compile(r"(<!-- generated: (?P<cmd>[^>]*?) -->\n)(?P<body>.*?)(<!-- e
 
 
 def command_output(command: str) -> str:
-    """What `command` (a `mimzoo list ...` line) prints, run in this interpreter."""
-    from click.testing import CliRunner
+    """What `command` (a `mimzoo list ...` line) prints for mimzoo's own plugins.
 
-    from mimzoo.cli.main import cli
+    Third-party plugins installed in the environment (the example plugin, say) are left out, so the
+    README describes the package, not the machine it was regenerated on.
+    """
+    from mimzoo.api.listing import model_table, taxonomy_table
+    from mimzoo.cli.main import MODEL_COLUMNS, TAXONOMY_COLUMNS
+    from mimzoo.cli.table import markdown
+    from mimzoo.registry import get_registry
 
     argv = shlex.split(command)
-    if argv[:2] != ["mimzoo", "list"]:
-        raise SystemExit(f"README marker runs {command!r}; only 'mimzoo list ...' is allowed")
-    result = CliRunner().invoke(cli, argv[1:], catch_exceptions=False)
-    if result.exit_code != 0:
-        raise SystemExit(f"{command!r} failed: {result.output}")
-    return result.output
+    if argv[:2] != ["mimzoo", "list"] or "--markdown" not in argv or set(argv[2:]) - {"--markdown", "--taxonomy"}:
+        raise SystemExit(f"README marker runs {command!r}; only 'mimzoo list [--taxonomy] --markdown' is allowed")
+    own = {e.name: e for e in get_registry().models("*", include_test=True) if e.distribution == "mimzoo"}
+    if "--taxonomy" in argv:
+        titles = {e.method.title for e in own.values()}
+        return markdown([r for r in taxonomy_table() if r["method"] in titles], [("family", "family"), *TAXONOMY_COLUMNS])
+    return markdown([r for r in model_table() if r["name"] in own], MODEL_COLUMNS)
 
 
 def regenerate(text: str) -> str:

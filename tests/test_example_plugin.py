@@ -175,3 +175,12 @@ def _run(code: str, site: Path, *args: str, env: dict[str, str] | None = None):
     full_env = {**_clean_env(), "PYTHONPATH": str(site), **(env or {})}
     cmd = [sys.executable, "-c", code, *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=300)
+
+
+def test_readme_tables_describe_the_package_not_the_environment(site):
+    # with a third-party plugin installed, the README's generated tables still list mimzoo's own models only
+    r = subprocess.run([sys.executable, str(REPO / "docs" / "sync_readme.py"), "--check"], capture_output=True,
+                       text=True, env={**_clean_env(), "PYTHONPATH": str(site)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    listed = run_cli("list", "--markdown", pythonpath=[site])
+    assert "maskfeat-vit-b" in listed.stdout  # while `mimzoo list` itself shows the plugin's models
