@@ -63,12 +63,21 @@ def check_variant_metadata(method: Method, variant: Variant) -> None:
     if not variant.weights:
         _fail(owner, "public variants need at least one weight source")
     for w in variant.weights:
-        if "/" not in w.repo_id or not w.filename:
-            _fail(owner, f"weight source '{w.name}' needs repo_id 'org/name' and a filename")
-        if not w.url and not w.bundled:
-            _fail(owner, f"weight source '{w.name}' needs the official URL as provenance")
+        _check_weight_source(owner, w)
     if not variant.layouts:
         _fail(owner, "declares no checkpoint layouts")
+
+
+def _check_weight_source(owner: str, w: Any) -> None:
+    """A public source names where its file is: a Hub file (with the official URL), a URL, or a bundled file."""
+    if not (w.repo_id or w.url or w.bundled):
+        _fail(owner, f"weight source '{w.name}' needs a repo_id, a url or a bundled file")
+    if w.repo_id is not None and ("/" not in w.repo_id or not w.filename):
+        _fail(owner, f"weight source '{w.name}' needs repo_id 'org/name' and a filename")
+    if w.url is not None and not w.url.startswith(("http://", "https://")):
+        _fail(owner, f"weight source '{w.name}' has url '{w.url}'; use the official http(s) URL")
+    if not w.url and not w.bundled:
+        _fail(owner, f"weight source '{w.name}' needs the official URL as provenance")
 
 
 def check_variant_builds(method: Method, variant: Variant, *, batch: int = 2) -> Any:

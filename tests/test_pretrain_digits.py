@@ -44,7 +44,7 @@ def test_variant_points_at_the_bundle():
     from mimzoo_mae.digits import DIGITS_VARIANT
 
     source = DIGITS_VARIANT.weight_source()
-    path, where = _source_file(source)
+    path, where, _ = _source_file(source)
     assert path == (ASSETS / "model.safetensors").resolve() and where.startswith("bundled:")
     if "mae-vit-digits" in mimzoo.get_registry():  # once the MAE plugin lists it: the zoo name loads offline
         enc = mimzoo.load("mae-vit-digits")

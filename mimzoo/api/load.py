@@ -47,7 +47,8 @@ def load(
         dtype: torch dtype or one of "fp32", "fp16", "bf16".
         img_size: input size other than the pretraining size; position embeddings are interpolated.
         endpoint: Hugging Face Hub URL for private hubs and mirrors (default: HF_ENDPOINT).
-        cache_dir: huggingface_hub cache folder (default: its own).
+        cache_dir: huggingface_hub cache folder (default: its own). Weight sources that are a plain URL
+            download into ``$MIMZOO_CACHE/weights`` (default ``~/.cache/mimzoo/weights``) instead.
 
     Returns:
         An :class:`~mimzoo.encoders.encoder.Encoder`: ``encoder(x)`` -> ``[N, D]``,
@@ -119,8 +120,7 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
         source = source or v.weight_source()
         if source is None:
             raise WeightsError(f"{owner} has no pretrained weights; pass pretrained=False for random init or weights=PATH")
-        path, where = _source_file(source, **hub)
-        digest = _verify_sha256(path, source.sha256)
+        path, where, digest = _source_file(source, entry, **hub)
         report = convert_and_load(
             encoder.model, read_checkpoint(path), v.layouts, source=where,
             owner=owner, expected_layout=source.layout, sha256=digest,
@@ -131,30 +131,57 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
     return encoder
 
 
-def _source_file(source: Any, **hub: Any) -> tuple[Path, str]:
-    """Local path of a weight source's file: shipped inside the package, or through the Hub cache."""
+def _source_file(source: Any, entry: ModelEntry | None = None, **hub: Any) -> tuple[Path, str, str | None]:
+    """(local path, public name, verified sha256 or None) of a weight source's file: shipped with the
+    plugin, through the Hub cache, or downloaded from its URL into mimzoo's cache."""
     if source.bundled:
-        path = Path(__file__).resolve().parents[1] / source.bundled
-        if not path.is_file():
-            raise WeightsError(f"bundled weights {source.bundled} are missing from this mimzoo install; reinstall mimzoo")
-        return path, f"bundled:{source.bundled}"
-    hint = "pass weights=PATH to a local copy" + (f" of {source.url}" if source.url else "")
-    path = hub_download(source.repo_id, source.filename, revision=source.revision, provide_hint=hint, **hub)
-    return path, f"hf-hub:{source.repo_id}/{source.filename}"
+        path = _bundled_file(entry, source.bundled)
+        return path, f"bundled:{source.bundled}", _verify_sha256(path, source.sha256, "reinstall the plugin")
+    if source.repo_id:
+        hint = "pass weights=PATH to a local copy" + (f" of {source.url}" if source.url else "")
+        path = hub_download(source.repo_id, source.filename, revision=source.revision, provide_hint=hint, **hub)
+        where = f"hf-hub:{source.repo_id}/{source.filename}"
+        return path, where, _verify_sha256(path, source.sha256, "delete it from the Hugging Face cache and retry")
+    from ..weights.url_download import url_download
+
+    path = url_download(source.url, sha256=source.sha256)  # verifies the digest itself
+    return path, source.url, source.sha256.lower() if source.sha256 else None
+
+
+def _bundled_file(entry: ModelEntry | None, bundled: str) -> Path:
+    """A bundled file: in the folder of the plugin's entry-point module first, then in mimzoo's package."""
+    roots = [*(_plugin_dirs(entry) if entry is not None else []), Path(__file__).resolve().parents[1]]
+    for root in roots:
+        if (root / bundled).is_file():
+            return root / bundled
+    dist = entry.distribution if entry is not None else "mimzoo"
+    raise WeightsError(f"bundled weights {bundled} are missing from the install of {dist} "
+                       f"(looked in {', '.join(str(r) for r in roots)}); reinstall {dist}")
+
+
+def _plugin_dirs(entry: ModelEntry) -> list[Path]:
+    """The folder of the module named by the entry point that registered `entry`'s method."""
+    import importlib
+
+    for info in get_registry().plugins:
+        if info.method is entry.method:
+            module = importlib.import_module(info.value.partition(":")[0].strip())
+            return [Path(module.__file__).resolve().parent] if getattr(module, "__file__", None) else []
+    return []
 
 
 def _is_file_like(weights: str) -> bool:
     return "/" in weights or "\\" in weights or "." in weights or Path(weights).exists()
 
 
-def _verify_sha256(path: Path, expected: str | None) -> str | None:
+def _verify_sha256(path: Path, expected: str | None, fix: str) -> str | None:
     if expected is None:
         return None
     digest = sha256_of(path)
     if digest != expected.lower():
         raise WeightsError(
             f"{path} has sha256 {digest[:12]}..., expected {expected[:12]}...; the download is corrupt or "
-            "was replaced: delete it from the Hugging Face cache and retry"
+            f"was replaced: {fix}"
         )
     return digest
 

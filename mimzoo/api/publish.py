@@ -263,13 +263,16 @@ def _zoo_weights(info: Any, variant: Any) -> bool:
     """True when the weights are (a copy of) one of the zoo variant's own weight sources."""
     origin = info.extra.get("origin_weights")
     sources = [origin.get("source") if isinstance(origin, dict) else None, info.weights.source if info.weights else None]
-    own = [f"hf-hub:{w.repo_id}/{w.filename}" for w in (variant.weights if variant else ())]
+    own = [f"hf-hub:{w.repo_id}/{w.filename}" if w.repo_id else w.url for w in (variant.weights if variant else ())]
     own += [f"bundled:{w.bundled}" for w in (variant.weights if variant else ()) if w.bundled]
     return any(s in own for s in sources if s)
 
 
 def _weights_provenance(info: Any) -> tuple[str | None, str | None, str | None]:
-    """(public source, sha256 of the source file, Hub repo it came from) of the loaded weights."""
+    """(public source, sha256 of the source file, Hub repo it came from) of the loaded weights.
+
+    The source is ``hf-hub:org/name/file``, ``bundled:path``, the URL of a URL-only weight source
+    (no Hub repo: base is None), or ``local:<file name>`` for a file on this machine."""
     report = info.weights
     if report is None:
         return None, None, None
@@ -298,6 +301,13 @@ def _local_sha256(source: str) -> str | None:
         hf = require("huggingface_hub")
         cached = hf.try_to_load_from_cache("/".join(parts[:2]), filename, revision=rev or None)
         return sha256_of(cached) if isinstance(cached, str) else None
+    if source.startswith(("http://", "https://")):  # a URL-only weight source: its copy in mimzoo's cache
+        from ..weights.url_download import cached_url_file
+
+        with contextlib.suppress(MimzooError, OSError):
+            cached = cached_url_file(source)
+            return sha256_of(cached) if cached.is_file() else None
+        return None
     path = Path(source)
     with contextlib.suppress(MimzooError, OSError):
         path = weights_file(path) if path.is_dir() else path

@@ -161,14 +161,25 @@ def info_cmd(name: str, as_json: bool) -> None:
             f"({ref['epochs']} ep) [{ref['source']}]"
         )
     for w in data["weights"]:
-        rev = f"@{w['revision']}" if w["revision"] else ""
-        lines.append(f"  weights      [{w['name']}] hf-hub:{w['repo_id']}/{w['filename']}{rev}  (from {w['url']})")
+        lines.append(f"  weights      [{w['name']}] {_weights_where(w)}")
         if w["note"]:
             lines.append(f"               {w['note']}")
     for lay in data["layouts"]:
         lines.append(f"  layout       {lay['name']}: {lay['description']}")
     lines.append(f"  provided by  {data['distribution']}")
     click.echo("\n".join(lines))
+
+
+def _weights_where(w: dict) -> str:
+    """Where a weight source's file comes from, as `mimzoo info` shows it."""
+    if w.get("repo_id"):
+        rev = f"@{w['revision']}" if w["revision"] else ""
+        where = f"hf-hub:{w['repo_id']}/{w['filename']}{rev}" + (f"  (from {w['url']})" if w["url"] else "")
+    else:
+        where = w["url"] or ""
+    if w.get("bundled"):
+        where = f"bundled:{w['bundled']}" + (f"  (also {where})" if where else "")
+    return where + (f"  sha256 {w['sha256'][:12]}..." if w.get("sha256") else "")
 
 
 @cli.command("plugins")

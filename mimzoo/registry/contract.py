@@ -142,17 +142,37 @@ class Preprocess:
 
 @dataclass(frozen=True)
 class WeightSource:
-    """One place a variant's pretrained weights can come from."""
+    """One place a variant's pretrained weights can come from: a Hub repo, a plain URL, or a bundled file.
+
+    A source needs at least one of ``repo_id``, ``url`` and ``bundled``. ``mimzoo.load`` uses the
+    first that applies: ``bundled`` (offline), else the Hub file ``repo_id``/``filename`` (``url`` is
+    then provenance only), else a download of ``url`` into mimzoo's cache (``$MIMZOO_CACHE/weights``).
+    """
 
     name: str  # short tag used by `load(..., weights=<tag>)`, e.g. "timm"
-    repo_id: str  # Hugging Face Hub repo holding the file, e.g. "timm/vit_base_patch16_224.mae"
-    filename: str = "model.safetensors"  # file inside the repo
-    revision: str | None = None  # commit to pin; None follows "main"
-    url: str | None = None  # the official download URL the file derives from (provenance)
+    repo_id: str | None = None  # Hugging Face Hub repo holding the file, e.g. "timm/vit_base_patch16_224.mae"
+    filename: str = "model.safetensors"  # file inside the Hub repo (Hub sources only)
+    revision: str | None = None  # Hub commit to pin; None follows "main"
+    # the official http(s) URL of the file: provenance for a Hub source; downloaded when repo_id is None
+    url: str | None = None
     sha256: str | None = None  # expected sha256 of the file, verified after download when set
     layout: str | None = None  # checkpoint layout name; None lets mimzoo detect it from the keys
     note: str = ""  # what is special about these weights, shown by `mimzoo info`
-    bundled: str | None = None  # path inside the installed mimzoo package; used offline instead of the Hub
+    # a file shipped with the plugin, used offline before any download: a relative path resolved
+    # first in the folder of the module the plugin's entry point names, then in the mimzoo package
+    # (so "assets/mae-vit-digits/model.safetensors" finds mimzoo/assets/...)
+    bundled: str | None = None
+
+    def validate(self, owner: str) -> None:
+        """Raise PluginError when the source names no place to get the file from, or a malformed one."""
+        who = f"{owner}: weight source '{self.name}'"
+        if not (self.repo_id or self.url or self.bundled):
+            raise PluginError(f"{who} needs at least one of repo_id, url, bundled; set one of them")
+        if self.url is not None and not self.url.lower().startswith(("http://", "https://")):
+            raise PluginError(f"{who} has url '{self.url}'; only http:// and https:// URLs are supported")
+        parts = (self.bundled or "").replace("\\", "/").split("/")
+        if self.bundled is not None and (not parts[0] or ":" in parts[0] or ".." in parts):
+            raise PluginError(f"{who} has bundled path '{self.bundled}'; use a relative path without '..'")
 
 
 @dataclass(frozen=True)
@@ -216,6 +236,7 @@ class Variant:
             raise PluginError(f"{who}: weight source tags {tags} must be unique")
         known = {layout.name for layout in self.layouts}
         for w in self.weights:
+            w.validate(who)
             if w.layout is not None and w.layout not in known:
                 raise PluginError(f"{who}: weight source '{w.name}' names unknown layout '{w.layout}'")
 

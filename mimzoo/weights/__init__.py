@@ -1,4 +1,4 @@
-"""Weights: safe reading, Hub download, layout detection and strict conversion."""
+"""Weights: safe reading, Hub download (URL download: .url_download), layout detection and strict conversion."""
 
 from .convert import LoadReport, convert_and_load, detect_layout, load_strict, resample_pos_embed
 from .download import hub_download

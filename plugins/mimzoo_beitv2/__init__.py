@@ -7,7 +7,8 @@ final [CLS] token with the patch tokens of an early block, sharing the LM head) 
 [CLS] token to summarise the image; it is a pretraining head and is dropped from the encoder.
 
 The zoo's encoders are the official ImageNet-1k pretrained checkpoints (1600 epochs, not
-fine-tuned; ``beitv2_*_patch16_224_pt1k.pth``), in the BEiT layout plus ``cls_pt_layers``.
+fine-tuned; ``beitv2_*_patch16_224_pt1k.pth``), in the BEiT layout plus ``cls_pt_layers``. They
+are not on the Hugging Face Hub: ``mimzoo.load`` downloads them from the official URL.
 The shared layout code lives in the ``mimzoo_beit`` plugin (see its ``layouts.py``).
 
 Pooling: the [CLS] token after the final norm. The patch aggregation exists to make that token
@@ -43,12 +44,9 @@ def _variant(size: str, arch: str, params_m: float, ft: float, lin: float | None
     filename = f"beitv2_{long}_patch16_224_pt1k.pth"
     official = WeightSource(
         "official",
-        repo_id=f"mimzoo/beitv2-vit-{size}",
-        filename=filename,
         url=f"{_OFFICIAL}/{filename}",
         layout="official",
-        note="the official file is not on the Hugging Face Hub; this repo is the mirror mimzoo is to publish "
-        "(not yet online): until then download the official URL and pass weights=PATH",
+        note="the official checkpoint, downloaded from microsoft/unilm's blob store (no Hugging Face Hub copy)",
     )
     return Variant(
         name=f"beitv2-vit-{size}",

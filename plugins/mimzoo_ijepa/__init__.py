@@ -25,8 +25,8 @@ from the same training checkpoint, and the target variants refuse HF files with 
 the context variant.
 
 Weights: the official training checkpoints are on ``dl.fbaipublicfiles.com`` only (no Hub
-copy); the context encoders are also on the Hub as ``facebook/ijepa_*`` (transformers layout),
-the default source of the context variants.
+copy; ``mimzoo.load`` downloads them from there); the context encoders are also on the Hub as
+``facebook/ijepa_*`` (transformers layout), the default source of the context variants.
 
 Pooling: the mean of the final-norm patch tokens (no class token, no extra ``fc_norm``), as the
 paper's evaluation average-pools the encoder output; timm's ``vit_*_gap_*`` models with
@@ -49,17 +49,14 @@ _PAPER_SOURCE = "I-JEPA paper (arXiv 2301.08243) Table 1: ImageNet-1K linear eva
 _README_SOURCE = "facebookresearch/ijepa README (pretrained models table: epochs and data)"
 
 
-def _official_source(zoo_name: str, file: str, layout: str, encoder: str) -> WeightSource:
+def _official_source(file: str, layout: str, encoder: str) -> WeightSource:
     """The official training checkpoint, read as the target or the context encoder."""
     return WeightSource(
         "official",
-        repo_id=f"mimzoo/{zoo_name}",
-        filename=file,
         url=f"{_OFFICIAL}/{file}",
         layout=layout,
-        note=f"official training checkpoint, loaded as its {encoder} encoder; the file is not on the Hugging Face "
-        "Hub and this repo is the mirror mimzoo is to publish (not yet online): until then download the "
-        "official URL and pass weights=PATH",
+        note=f"official training checkpoint (dl.fbaipublicfiles.com, no Hugging Face Hub copy), loaded as its "
+        f"{encoder} encoder",
     )
 
 
@@ -85,7 +82,7 @@ def _pair(
         pooling="avg",
         model_kwargs=dict(model_kwargs),
         preprocess=preprocess,
-        weights=(_official_source(name, file, "official-target", "EMA target"),),
+        weights=(_official_source(file, "official-target", "EMA target"),),
         layouts=TARGET_LAYOUTS,
         reference=target_ref,
         description=f"I-JEPA {what} target encoder (EMA; the one the paper evaluates), pretrained {epochs} epochs "
@@ -106,7 +103,7 @@ def _pair(
         pooling="avg",
         model_kwargs=dict(model_kwargs),
         preprocess=preprocess,
-        weights=(hf, _official_source(name, file, "official-context", "context")),
+        weights=(hf, _official_source(file, "official-context", "context")),
         layouts=CONTEXT_LAYOUTS,
         reference=Reference(
             epochs=epochs,

@@ -13,9 +13,9 @@ ViT mode), i.e. timm ``vit_*_patch16_224``. Fine-tuning pools the mean of the pa
 normalised by the pretrained final norm, with no new, untrained LayerNorm.
 
 The official weights are PySlowFast ``.pyth`` files on dl.fbaipublicfiles.com, with no Hub copy:
-the weight sources name the Hub repo where converted (timm-layout) weights are to be published
-and record the official URL as provenance. Until they are there, download the ``.pyth`` and pass
-``weights=PATH``: the official layout is detected and converted.
+each weight source is that URL alone (no ``repo_id``), so ``mimzoo.load("maskfeat-vit-b")``
+downloads the file into mimzoo's cache and converts its official layout. Offline, pass
+``weights=PATH`` to a downloaded copy.
 """
 
 from __future__ import annotations
@@ -36,13 +36,10 @@ _KWARGS = {"fc_norm": False}
 def _variant(size: str, arch: str, params_m: float, finetune_top1: float) -> Variant:
     """One public ImageNet-1K encoder; `size` is "B" or "L"."""
     source = WeightSource(
-        "mimzoo",
-        repo_id=f"mimzoo/maskfeat-vit-{size.lower()}",
-        filename="model.safetensors",
+        "official",
         url=f"{_OFFICIAL}/in1k_VIT_{size}_MaskFeat_PT_epoch_01600.pyth",
-        layout="timm",
-        note="timm-layout conversion of the official PySlowFast checkpoint, to be published in this Hub repo; "
-        "until it is there, download the .pyth from the URL and pass weights=PATH",
+        layout="official",
+        note="the official PySlowFast checkpoint (dl.fbaipublicfiles.com, no Hugging Face Hub copy)",
     )
     return Variant(
         name=f"maskfeat-vit-{size.lower()}",
