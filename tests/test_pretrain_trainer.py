@@ -163,3 +163,40 @@ def test_folder_data_bf16_and_reconstruct_picture(tmp_path):
     assert r.exit_code == 0, r.output
     assert r.output.strip() == f"wrote {pic} (2 images)"
     assert Image.open(pic).width > 4 * 128 and Image.open(pic).height > 2 * 128  # 4 columns, 2 rows of >= 128 px
+
+
+def test_fp16_with_a_gradient_scaler_trains_and_resumes_exactly(tmp_path, monkeypatch):
+    """The fp16 path (autocast + GradScaler, offered on GPUs) run on the CPU, where torch supports it too:
+    the scaler skips overflowing steps, its state is checkpointed, and a resumed run ends identical."""
+    import mimzoo.pretrain.trainer as trainer
+
+    monkeypatch.setattr(trainer, "FP16_DEVICES", ("cuda", "cpu"))
+    logs: list[dict] = []
+    full = pretrain(_config(MAE, tmp_path / "full", precision="fp16", device="cpu"), on_log=logs.append)
+    assert full.steps > 4 and all(torch.isfinite(v).all() for v in _weights(tmp_path / "full").values())
+    ckpt = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    scale = ckpt["scaler"]["scale"]
+    assert 0 < scale <= 65536.0  # GradScaler's initial scale, halved for every step whose gradients overflowed
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in logs if "loss" in r)
+
+    part = tmp_path / "part"
+    pretrain(_config(MAE, part, precision="fp16", device="cpu", max_steps=4))
+    assert _ckpt_step(part / "checkpoints" / "last.pt") == 4
+    pretrain(_config(MAE, part, precision="fp16", device="cpu", resume=True))
+    _assert_same(_weights(tmp_path / "full"), _weights(part))
+    resumed = torch.load(part / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert resumed["scaler"]["scale"] == scale and resumed["scaler"]["_growth_tracker"] == ckpt["scaler"]["_growth_tracker"]
+
+
+def test_fp16_steps_whose_gradients_overflow_are_skipped(tmp_path, monkeypatch):
+    import functools
+
+    import mimzoo.pretrain.trainer as trainer
+
+    monkeypatch.setattr(trainer, "FP16_DEVICES", ("cuda", "cpu"))
+    # a start scale of 2^40 overflows fp16 gradients: the scaler must skip those steps and back off
+    monkeypatch.setattr(torch.amp, "GradScaler", functools.partial(torch.amp.GradScaler, init_scale=2.0 ** 40))
+    run = pretrain(_config(MAE, tmp_path / "o", precision="fp16", device="cpu", max_steps=STEPS))
+    state = torch.load(tmp_path / "o" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["scaler"]
+    assert state["scale"] < 2.0 ** 40 and state["_growth_tracker"] < run.steps  # it backed off, and recently
+    assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "o").values())

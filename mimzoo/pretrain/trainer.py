@@ -32,6 +32,9 @@ from .recipe import Recipe, find_recipe, with_overrides
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Devices fp16 training is offered on. CPUs have bf16 (same range as fp32, no scaler needed); the
+# tests add "cpu" here to run the fp16 + GradScaler path, which is device-generic, on a CPU.
+FP16_DEVICES = ("cuda",)
 NO_DECAY = ("pos_embed", "cls_token", "mask_token", "reg_token", "dist_token", "relative_position_bias_table")
 UNUSED_IN_PRETRAINING = ("fc_norm", "head", "attn_pool", "head_drop")  # pooling / classifier parts of timm models
 
@@ -115,7 +118,7 @@ class _Run:
         from .models.attention import choose_attention
 
         self.cfg, self.info, self.on_log = cfg, info, on_log
-        if cfg.precision == "fp16" and info.device.type != "cuda":
+        if cfg.precision == "fp16" and info.device.type not in FP16_DEVICES:
             raise MimzooError("--precision fp16 needs a GPU (it trains with a gradient scaler); use bf16 on the CPU")
         self.recipe = with_overrides(find_recipe(cfg.method), dict(cfg.overrides))
         self.arch = cfg.arch or self.recipe.arch
@@ -135,7 +138,7 @@ class _Run:
         self.model = D.wrap(self.objective, info, cfg.fsdp)  # before the optimiser: FSDP replaces parameters
         self.optimizer = _adamw(self.objective, self.recipe, self.lr, info.device, fused=not cfg.fsdp)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        self.scaler = torch.amp.GradScaler(info.device.type) if cfg.precision == "fp16" else None
         if cfg.compile:
             self.model = torch.compile(self.model)
         self.folder = Path(cfg.output)
