@@ -106,7 +106,26 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
     from ..encoders.build import build_variant
 
     v = entry.variant
+    owner = f"'{v.name}'"
+    # weights first: a missing download or a refused file fails before a large model is built
+    found = _weights_file(entry, pretrained=pretrained, weights=weights, **hub)
+    state = read_checkpoint(found[0]) if found else None
     encoder = build_variant(entry.method, v, img_size)
+    if found is None:
+        report = LoadReport(source="random init", layout="none", tensors=0)
+    else:
+        _, where, layout, digest = found
+        report = convert_and_load(encoder.model, state, v.layouts, source=where, owner=owner,
+                                  expected_layout=layout, sha256=digest)
+    encoder.info = replace(encoder.info, weights=report)
+    return encoder
+
+
+def _weights_file(entry: ModelEntry, *, pretrained: bool, weights: Any,
+                  **hub: Any) -> tuple[Path, str, str | None, str | None] | None:
+    """(local file, public name, expected layout, verified sha256) of the weights to load, or None
+    for random init: `weights` as a checkpoint path or source tag, else the default source."""
+    v = entry.variant
     owner = f"'{v.name}'"
     source = v.weight_source(weights) if isinstance(weights, str) and not _is_file_like(weights) else None
     if isinstance(weights, str) and source is None and not _is_file_like(weights):
@@ -114,21 +133,14 @@ def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size
         raise WeightsError(f"weights='{weights}' is neither a file nor a weight source of {owner} (sources: {tags}); "
                            "pass a checkpoint path or one of those tags")
     if weights is not None and source is None:  # a local checkpoint file
-        sd = read_checkpoint(weights)
-        report = convert_and_load(encoder.model, sd, v.layouts, source=str(weights), owner=owner)
-    elif pretrained or source is not None:
-        source = source or v.weight_source()
-        if source is None:
-            raise WeightsError(f"{owner} has no pretrained weights; pass pretrained=False for random init or weights=PATH")
-        path, where, digest = _source_file(source, entry, **hub)
-        report = convert_and_load(
-            encoder.model, read_checkpoint(path), v.layouts, source=where,
-            owner=owner, expected_layout=source.layout, sha256=digest,
-        )
-    else:
-        report = LoadReport(source="random init", layout="none", tensors=0)
-    encoder.info = replace(encoder.info, weights=report)
-    return encoder
+        return Path(weights), str(weights), None, None
+    if not pretrained and source is None:
+        return None
+    source = source or v.weight_source()
+    if source is None:
+        raise WeightsError(f"{owner} has no pretrained weights; pass pretrained=False for random init or weights=PATH")
+    path, where, digest = _source_file(source, entry, **hub)
+    return path, where, source.layout, digest
 
 
 def _source_file(source: Any, entry: ModelEntry | None = None, **hub: Any) -> tuple[Path, str, str | None]:
