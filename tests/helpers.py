@@ -10,6 +10,10 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
+# Environment in which any attempt to reach the network fails fast: the Hub endpoint and every proxy
+# point at a closed port on this machine.
+NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "HTTPS_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
 
 
 def make_distribution(root: Path, dist: str, version: str, entry_points: dict[str, str], modules: dict[str, str]) -> Path:

@@ -7,16 +7,8 @@ import json
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import NO_NETWORK, run_cli
 
-# Any attempt to reach the network fails fast: the Hub endpoint and every proxy point at a closed port.
-NO_NETWORK = {
-    "HF_ENDPOINT": "http://127.0.0.1:9",
-    "HTTP_PROXY": "http://127.0.0.1:9",
-    "HTTPS_PROXY": "http://127.0.0.1:9",
-    "ALL_PROXY": "http://127.0.0.1:9",
-    "NO_PROXY": "",
-}
 STEPS = ["load", "k-NN probe", "linear probe", "export ONNX", "verify", "bench", "reconstruct", "publish (dry run)"]
 
 

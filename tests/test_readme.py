@@ -15,16 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
-from helpers import REPO
+from helpers import NO_NETWORK, REPO
 
 INSTALL = {  # the set-up blocks' install steps: what CI itself just did before running the tests
     "python3 -m venv .venv && .venv/bin/pip install -q -e . && ",
     "python3 -m venv .venv && .venv/bin/pip install -q -e \".[test]\" && ",
 }
-NO_NETWORK = {"HF_ENDPOINT": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-              "HTTPS_PROXY": "http://127.0.0.1:9", "ALL_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
 
 
 def _blocks(lang: str) -> list[str]:
