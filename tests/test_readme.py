@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from helpers import NO_NETWORK, REPO
 
 INSTALL = {  # the set-up blocks' install steps: what CI itself just did before running the tests
