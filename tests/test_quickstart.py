@@ -71,3 +71,13 @@ def test_a_rerun_replaces_the_previous_artifacts_and_keeps_the_feature_cache(tmp
     _prepare(tmp_path, overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
     assert (tmp_path / "cache" / "features.safetensors").read_bytes() == b"cached"
+
+
+def test_default_repo_ids_are_valid_hub_names():
+    from mimzoo.api.quickstart import default_repo
+    from mimzoo.hub.repo_id import validate_repo_id
+
+    for model, expected in [("mae-vit-digits", "your-name/mae-vit-digits"), ("hf-hub:acme/my-mae@v2", "your-name/my-mae"),
+                            ("runs/first/", "your-name/first"), ("./we ird+name", "your-name/we-ird-name")]:
+        assert default_repo(model) == expected
+        assert validate_repo_id(expected) == expected

@@ -45,7 +45,7 @@ class QuickstartConfig:
     model: str = "mae-vit-digits"  # any name mimzoo.load accepts; the default is bundled in the package
     data: str = "digits"  # eval/verify data spec (scikit-learn's digits ship with scikit-learn)
     output: str = "mimzoo-quickstart"  # folder for every artifact; replaced when it is a previous quickstart's
-    repo: str = "your-name/mae-vit-digits"  # the Hub repo id written into the dry-run folder's card
+    repo: str | None = None  # Hub repo id written into the dry-run card (None: your-name/<model's name>)
     bench_batches: tuple[int, ...] = (1, 32)  # batch sizes of the torch vs onnxruntime comparison
     bench_iters: int = 20  # timed rounds per backend and batch (medians are reported)
     reconstruct_images: int = 6  # digits test images in the reconstruction picture
@@ -230,13 +230,26 @@ class _Runner:
         import mimzoo
 
         def run() -> tuple[str, bool]:
-            res = mimzoo.publish(self.cfg.model, self.cfg.repo, with_onnx=self.out / "onnx-fp32",
+            res = mimzoo.publish(self.cfg.model, self.cfg.repo or default_repo(self.cfg.model), with_onnx=self.out / "onnx-fp32",
                                  eval_results=self.out / "eval.json", dry_run=True, output=self.out / "hub-folder",
                                  overwrite=True)
             size = sum(f.size for f in res.files) / 1e6
             return f"hub-folder/: {len(res.files)} files, {size:.1f} MB, card + config + ONNX (nothing uploaded)", True
 
         self._timed("publish (dry run)", run)
+
+
+def default_repo(model: str) -> str:
+    """A placeholder Hub repo id for `model`: ``your-name/<its last path or hub component>``.
+
+    >>> default_repo("mae-vit-digits"), default_repo("hf-hub:acme/my-mae@v2"), default_repo("runs/first/")
+    ('your-name/mae-vit-digits', 'your-name/my-mae', 'your-name/first')
+    """
+    import re
+
+    name = model.split(":", 1)[-1].split("@")[0].rstrip("/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "model"
+    return f"your-name/{name[:96]}"
 
 
 def _top(record: Any) -> str:

@@ -20,8 +20,8 @@ COLUMNS = [("step", "step"), ("result", "result"), ("seconds", "s"), ("ok", "ok"
 @click.option("--model", default="mae-vit-digits", show_default=True,
               help="Any model mimzoo.load accepts; the default is bundled and needs no network.")
 @click.option("--data", default="digits", show_default=True, help="Eval and verification data spec.")
-@click.option("--repo", default="your-name/mae-vit-digits", show_default=True,
-              help="Hub repo id written into the dry-run folder's model card.")
+@click.option("--repo", metavar="ORG/NAME",
+              help="Hub repo id written into the dry-run folder's model card (default: your-name/<model name>).")
 @click.option("--overwrite", is_flag=True, help="Replace --output even if quickstart did not write it.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="Threads of both bench backends (default 1: steady figures on a busy machine).")
