@@ -21,12 +21,7 @@ OPTIONS = dict(subset=240, eval_subset=120, batch_size=24, extract_batch_size=32
                base_lr=2e-2, checkpoint_every=5, workers=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # torchrun gives each of its processes one thread too
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cli_args(opts):

@@ -14,19 +14,12 @@ from mimzoo.eval import cache
 from mimzoo.eval.features import ExtractConfig, extract_features
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine run far faster (and steadier) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    torch.manual_seed(0)
-    return mimzoo.load("mae-vit-test", pretrained=False)
+def encoder(tiny_encoder):
+    return tiny_encoder
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,12 @@ from mimzoo.eval.checkpoint import CheckpointError
 from mimzoo.eval.finetune import Classifier, FinetuneConfig, finetune, param_groups, set_drop_path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def encoder():
-    torch.manual_seed(0)
-    return mimzoo.load("mae-vit-test", pretrained=False)
+def encoder(tiny_encoder):
+    return tiny_encoder
 
 
 @pytest.fixture(scope="module")

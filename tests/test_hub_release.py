@@ -32,14 +32,7 @@ def feature_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("mimzoo-cache")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared, oversubscribed CPU the linear probe's L-BFGS took 2 s with one
-    thread and 16-90 s with two (threads spinning against other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
