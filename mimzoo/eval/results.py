@@ -75,16 +75,22 @@ def read_results(path: str | Path) -> list[EvalRecord]:
 
     >>> [r.top1 for r in read_results("eval.json")]  # doctest: +SKIP
     """
+    return [EvalRecord.from_dict(r) for r in read_json_list(path)]
+
+
+def read_json_list(path: str | Path, error: type[MimzooError] = ResultsFileError) -> list[Any]:
+    """The raw JSON list of a results file; a missing file, bad JSON or another shape raise `error`."""
     path = Path(path)
+    fix = f"write it with `mimzoo eval ... -o {path}`"
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
-        raise ResultsFileError(f"no results file at {path}; write one with `mimzoo eval ... -o {path}`") from e
+        raise error(f"eval results file {path} not found; {fix}") from e
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResultsFileError(f"{path} is not JSON ({e}); pass a file written by `mimzoo eval -o`") from e
+        raise error(f"{path} is not valid JSON ({e}); {fix}") from e
     if not isinstance(raw, list):
-        raise ResultsFileError(f"{path} does not hold a list of eval records; pass a file written by `mimzoo eval -o`")
-    return [EvalRecord.from_dict(r) for r in raw]
+        raise error(f"{path} must hold a JSON list of eval records; {fix}")
+    return raw
 
 
 def write_results(path: str | Path, records: Iterable[EvalRecord], *, merge: bool = True) -> list[EvalRecord]:

@@ -12,13 +12,12 @@ to their folder name so a card never shows someone's file system.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import MimzooError
-from ..eval.results import TASKS, model_index  # noqa: F401 - the eval module owns the record format
+from ..eval.results import TASKS, model_index, read_json_list  # noqa: F401 - eval owns the record format
 from .public import public_name
 
 SPLITS = ("val", "test")
@@ -37,15 +36,7 @@ def read_eval_results(path: str | Path, aliases: Iterable[str]) -> list[dict[str
 
     >>> read_eval_results("eval.json", ["mae-vit-b"])  # doctest: +SKIP
     """
-    path = Path(path)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise EvalResultsError(f"eval results file {path} not found; write it with `mimzoo eval ... -o {path}`") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EvalResultsError(f"{path} is not valid JSON ({e}); write it with `mimzoo eval ... -o {path}`") from e
-    if not isinstance(records, list):
-        raise EvalResultsError(f"{path} must hold a JSON list of eval records; write it with `mimzoo eval ... -o {path}`")
+    records = read_json_list(path, EvalResultsError)
     for i, rec in enumerate(records):
         _check_record(rec, f"{path} record {i}")
     names = [a for a in aliases if a]
