@@ -18,7 +18,7 @@ def atomic_file(target: str | Path) -> Iterator[Path]:
     tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp
-        _default_mode(tmp)
+        default_mode(tmp)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -42,7 +42,7 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]
     try:
         yield tmp
         for path in [tmp, *tmp.rglob("*")]:
-            _default_mode(path)
+            default_mode(path)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)
@@ -51,7 +51,7 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False) -> Iterator[Path]
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _default_mode(path: Path) -> None:
+def default_mode(path: Path) -> None:
     """Give `path` the mode a plain ``open()`` would (umask applied): some writers, safetensors
     among them, create 0600 files, and a model or export folder is meant to be shared."""
     if path.is_symlink() or not path.exists():

@@ -88,6 +88,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     block = json.loads((cut / "config.json").read_text())["mimzoo"]
     assert block["method"] == "mae" and block["recipe"]["target"]["kind"] == "pixels"
     assert block["pretrain"]["steps"] == STEPS and block["weights"]["source"] == "mimzoo pretrain mae"
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json", "pretrain.safetensors"):  # shareable, not safetensors' 0600
+        assert (cut / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
 D2V = ["data2vec", "--arch", "mae-vit-test", "--data", "digits", "--epochs", "1", "--batch-size", "16", "--lr", "1e-3",

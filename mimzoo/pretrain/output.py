@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .._atomic import atomic_file
+from .._atomic import atomic_file, default_mode
 from ..errors import MimzooError
 from .recipe import Recipe, recipe_from_dict
 
@@ -73,18 +73,10 @@ def write_model_folder(folder: str | Path, encoder: Any, model_sd: dict[str, tor
         save_file(objective_extras(model_sd), str(tmp), metadata=meta)
     with tempfile.TemporaryDirectory(dir=folder, prefix=".model-") as tmp:
         write_folder(encoder, tmp)
-        os.replace(Path(tmp) / "model.safetensors", folder / "model.safetensors")
-        os.replace(Path(tmp) / "config.json", folder / "config.json")  # last: it commits the folder
-    for name in (PRETRAIN_NAME, "model.safetensors", "config.json"):
-        _readable(folder / name)
+        for name in ("model.safetensors", "config.json"):  # config.json last: it commits the folder
+            default_mode(Path(tmp) / name)  # safetensors writes 0600; a model folder is meant to be shared
+            os.replace(Path(tmp) / name, folder / name)
     return folder
-
-
-def _readable(path: Path) -> None:
-    """safetensors writes 0600 files; a model folder is meant to be shared (0644 under the umask)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o644 & ~umask)
 
 
 def read_pretrain_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Recipe | None, dict[str, str]]:
