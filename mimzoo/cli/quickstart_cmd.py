@@ -5,8 +5,6 @@ Imported by `mimzoo --help`: nothing heavy at module level.
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from .table import render
@@ -31,8 +29,6 @@ def quickstart(output: str, model: str, data: str, repo: str, overwrite: bool, t
     Runs offline on the bundled mae-vit-digits model and scikit-learn's digits, prints one summary
     table and says what to run next.
     """
-    if model == "mae-vit-digits":  # bundled: make sure nothing tries the network
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from ..api.quickstart import NEXT_STEPS, QuickstartConfig
     from ..api.quickstart import quickstart as run
 
