@@ -24,7 +24,8 @@ from ..errors import MimzooError
 log = logging.getLogger(__name__)
 
 MARKER = "quickstart.json"  # written last; its presence says the folder is quickstart's to replace
-ARTIFACTS = ("eval.json", "onnx-fp32", "bench.md", "inputs", "reconstruction.png", "hub-folder", "cache", MARKER)
+# what a rerun replaces; the feature cache (cache/) is kept, so a rerun's probes cost nothing
+ARTIFACTS = ("eval.json", "onnx-fp32", "bench.md", "inputs", "reconstruction.png", "hub-folder", MARKER)
 NEXT_STEPS = (
     "mimzoo list                                   # the whole zoo: methods, variants, licenses, paper numbers",
     "mimzoo info mae-vit-b                         # weights, provenance and layouts of one model",
@@ -113,11 +114,10 @@ def _prepare(out: Path, overwrite: bool) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not overwrite:
         raise QuickstartError(f"{out} exists and was not written by quickstart; pass another --output or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    for name in ARTIFACTS:  # a rerun never mixes old and new artifacts (the feature cache is kept)
-        path = out / name
-        if name != "cache" and path.is_dir():
+    for path in (out / name for name in ARTIFACTS):  # a rerun never mixes old and new artifacts
+        if path.is_dir():
             shutil.rmtree(path)
-        elif name != "cache" and path.exists():
+        elif path.exists():
             path.unlink()
     return out
 
