@@ -75,11 +75,18 @@ class Server:
 
     def __init__(self, files: dict[str, bytes]):
         self.files, self.requests = files, []
+        self.redirects: dict[str, str] = {}  # URL path -> Location of a 302
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's API
                 server.requests.append(self.path)
+                if self.path in server.redirects:
+                    self.send_response(302)
+                    self.send_header("Location", server.redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = server.files.get(self.path.split("?")[0])
                 self.send_response(200 if body is not None else 404)
                 body = body if body is not None else b"not found"
@@ -253,3 +260,18 @@ def test_contract_needs_a_place_and_safe_paths():
     with pytest.raises(PluginError, match="only http:// and https://"):
         WeightSource("x", url="file:///etc/passwd").validate("acme/x")
     WeightSource("x", repo_id="acme/x").validate("acme/x")  # the Hub form stays valid
+
+
+def test_redirects_are_followed_to_http_only(world):
+    server = world["server"]
+    server.redirects["/moved.pth"] = server.url + "/pretrain/urlw_tiny.pth"  # e.g. a CDN hop
+    path = url_download(server.url + "/moved.pth")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == os.environ["URLW_SHA"]
+    # urllib itself refuses file:// hops; mimzoo's handler refuses the ones urllib would follow (ftp://)
+    refusals = {"file:///etc/passwd": "Redirection to url 'file:///etc/passwd' is not allowed",
+                "ftp://127.0.0.1/x.pth": "only http:// and https://"}
+    for i, (target, message) in enumerate(refusals.items()):
+        server.redirects[f"/sneaky{i}.pth"] = target
+        with pytest.raises(WeightsError, match=message):
+            url_download(server.url + f"/sneaky{i}.pth")
+    assert _cached(world) == [path.name]
