@@ -81,3 +81,17 @@ def test_default_repo_ids_are_valid_hub_names():
                             ("runs/first/", "your-name/first"), ("./we ird+name", "your-name/we-ird-name")]:
         assert default_repo(model) == expected
         assert validate_repo_id(expected) == expected
+
+
+def test_a_failed_check_makes_the_command_fail_after_the_table(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    import mimzoo.api.quickstart as qs
+    from mimzoo.cli.main import cli
+
+    report = qs.QuickstartReport(output=tmp_path, steps=(qs.Step("load", "ok", 0.1),
+                                                         qs.Step("verify", "FAILED: cosine 0.5", 0.2, ok=False)))
+    monkeypatch.setattr(qs, "quickstart", lambda cfg, overwrite, progress: report)
+    r = CliRunner().invoke(cli, ["quickstart", "-o", str(tmp_path)])
+    assert r.exit_code == 1
+    assert "FAILED: cosine 0.5" in r.output and "failed checks: verify" in r.output
