@@ -37,6 +37,26 @@ INPUT = "pixel_values"
 # TensorRT layer types kept in FP32 inside FP16/INT8 engines: ViT LayerNorm and softmax overflow in FP16
 FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX")
 INSTALL_HINT = "pip install 'mimzoo[gpu]'"
+# The TensorRT majors whose Python API mimzoo drives (10.x: BuilderFlag.FP16/INT8, IInt8EntropyCalibrator2,
+# per-layer precision). TensorRT 11 removed those (strongly typed networks only).
+SUPPORTED_TRT_MAJORS = (10,)
+SUPPORTED_TRT_RANGE = "tensorrt>=10.13.2,<11"
+
+
+def version_problem(version: str) -> str | None:
+    """Why this TensorRT version cannot be driven by mimzoo (None when it can).
+
+    >>> version_problem("10.13.3.9") is None, version_problem("11.0.0")[:26]
+    (True, 'TensorRT 11.0.0 is not sup')
+    """
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError:
+        return f"TensorRT reports an unreadable version {version!r}; install {SUPPORTED_TRT_RANGE}"
+    if major not in SUPPORTED_TRT_MAJORS:
+        return (f"TensorRT {version} is not supported (mimzoo drives TensorRT "
+                f"{', '.join(f'{m}.x' for m in SUPPORTED_TRT_MAJORS)}); pip install '{SUPPORTED_TRT_RANGE}'")
+    return None
 
 
 class TensorRTUnavailableError(ExportError):
