@@ -52,6 +52,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "pretrain": "mimzoo.cli.pretrain_cmd:pretrain",
     "reconstruct": "mimzoo.cli.pretrain_cmd:reconstruct",
     "quickstart": "mimzoo.cli.quickstart_cmd:quickstart",
+    "doctor": "mimzoo.cli.doctor_cmd:doctor",
 }
 
 
