@@ -68,8 +68,12 @@ def evaluate(
     from ..data import subset as take
     from ..eval.dist import get_dist
 
+    from ..encoders.device import check_device
+
     tasks = parse_tasks(task)
     configs, extract_cfg = build_configs(tasks, {**opts, "cache_dir": str(cache_dir) if cache_dir else None})
+    _check_counts(subset=subset, eval_subset=eval_subset)
+    check_device(device)
     source = open_dataset(data)  # before the model: a bad spec fails fast
     dist = get_dist(device)
     encoder, name = _load(model, pretrained=pretrained, weights=weights, img_size=img_size,
@@ -138,7 +142,16 @@ def build_configs(tasks: list[str], opts: dict[str, Any]) -> tuple[dict[str, Any
         built = {t: classes[t](**chosen[t]) for t in classes}
     except TypeError as e:
         raise MimzooError(f"invalid option ({e})") from e
+    for t in [*tasks, "extract"]:  # every setting in range before any work
+        built[t].check(1) if t == "finetune" else built[t].check()
     return {t: built[t] for t in tasks}, built["extract"]
+
+
+def _check_counts(**counts: int | None) -> None:
+    for name, n in counts.items():
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise MimzooError(f"{name} must be a positive number of images, got {n!r}; "
+                              f"pass --{name.replace('_', '-')} N with N >= 1 (or leave it out to use them all)")
 
 
 def _route(key: str, fields: dict[str, dict[str, Any]]) -> tuple[list[str], str]:

@@ -58,8 +58,11 @@ def load(
     >>> enc(torch.randn(1, 3, 224, 224)).shape  # doctest: +SKIP
     torch.Size([1, 768])
     """
+    from ..encoders.device import check_device
+
     if not isinstance(name, str) or not name:
         raise MimzooError("model name must be a non-empty string such as 'mae-vit-b'")
+    check_device(device, "device")
     hub = dict(endpoint=endpoint, cache_dir=cache_dir)
     if name.startswith(HF_PREFIX):
         repo_id, revision = _parse_hub_name(name)
@@ -103,10 +106,11 @@ def _fetch_hub_folder(repo_id: str, revision: str | None, **hub: Any) -> Path:
 
 
 def _load_variant(entry: ModelEntry, *, pretrained: bool, weights: Any, img_size: Any, **hub: Any) -> Any:
-    from ..encoders.build import build_variant
+    from ..encoders.build import build_variant, check_img_size
 
     v = entry.variant
     owner = f"'{v.name}'"
+    check_img_size(v.arch, v.model_kwargs, img_size, owner=v.name)  # before a download
     # weights first: a missing download or a refused file fails before a large model is built
     found = _weights_file(entry, pretrained=pretrained, weights=weights, **hub)
     state = read_checkpoint(found[0]) if found else None

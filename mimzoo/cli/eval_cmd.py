@@ -110,7 +110,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     main = int(os.environ.get("RANK", "0")) == 0
     opts = {k: v for k, v in opts.items() if v is not None}
     opts.update(_settings(settings, MimzooError))
-    if extract_batch_size:
+    if extract_batch_size is not None:
         opts["extract_batch_size"] = extract_batch_size
     if restart:
         opts["resume"] = False

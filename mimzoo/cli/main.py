@@ -1,7 +1,9 @@
 """`mimzoo` CLI entry point.
 
-User errors (:class:`~mimzoo.errors.MimzooError`) print one `error: ...` line and exit 1; bugs
-keep their traceback. Commands that only read metadata never import torch.
+Every failure prints one `error: ...` line and exits non-zero (130 when interrupted): a
+:class:`~mimzoo.errors.MimzooError` with its own message, an OSError as the path and the fix, anything
+else as a bug to rerun with `-v`, which shows the traceback. Commands that only read metadata never
+import torch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 import click
 
 from .._version import __version__
-from ..errors import MimzooError
 from .table import markdown, render
 
 MODEL_COLUMNS = [
@@ -83,9 +84,12 @@ class MimzooGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except MimzooError as e:
-            click.echo(f"error: {e}", err=True)
-            ctx.exit(e.exit_code)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits stay as they are
+        except (Exception, KeyboardInterrupt) as e:
+            from .failure import report
+
+            ctx.exit(report(e, verbose=bool(ctx.params.get("verbose"))))
 
 
 @click.group(cls=MimzooGroup, context_settings={"help_option_names": ["-h", "--help"]})

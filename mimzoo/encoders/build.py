@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ def build_timm(
         img_size: input size for architectures with fixed position embeddings; ignored by
             architectures that take any input size.
     """
+    check_img_size(arch, model_kwargs, img_size)
     timm = require("timm")
     kwargs = dict(model_kwargs or {})
     kwargs.update(num_classes=0, global_pool=pooling)
@@ -42,6 +44,48 @@ def build_timm(
             kwargs.pop("img_size")  # convnets and other size-agnostic encoders
             return timm.create_model(arch, pretrained=False, **kwargs)
         raise MimzooError(f"cannot build '{arch}' with {sorted(kwargs)} ({e}); check the model arguments") from e
+
+
+_PATCH_IN_NAME = re.compile(r"patch(\d+)")
+
+
+def patch_size_of(arch: str, model_kwargs: Mapping[str, Any] | None = None) -> int | None:
+    """The patch side of a patch-embedding architecture (its kwargs, else its timm name), None if unknown."""
+    patch = (model_kwargs or {}).get("patch_size")
+    if patch is None:
+        m = _PATCH_IN_NAME.search(arch)
+        patch = int(m.group(1)) if m else None
+    if isinstance(patch, (tuple, list)):
+        patch = patch[0]
+    return patch if isinstance(patch, int) and patch > 0 else None
+
+
+def check_img_size(arch: str, model_kwargs: Mapping[str, Any] | None, img_size: Any, owner: str | None = None) -> None:
+    """Refuse an input size that cannot work: not a positive whole number, smaller than one patch, or
+    not a multiple of the patch (the border pixels would be dropped without a word).
+
+    >>> check_img_size("vit_base_patch16_224", None, 230)
+    Traceback (most recent call last):
+    mimzoo.errors.MimzooError: img_size 230 is not a multiple of the patch size 16 of vit_base_patch16_224 (the last 6 pixels would be dropped); use 224 or 240
+    """
+    if img_size is None:
+        return
+    sides = list(img_size) if isinstance(img_size, (tuple, list)) else [img_size]
+    for side in sides:
+        if isinstance(side, bool) or not isinstance(side, int) or side <= 0:
+            raise MimzooError(f"img_size {img_size!r} must be a positive whole number of pixels, e.g. 224")
+    patch = patch_size_of(arch, model_kwargs)
+    if patch is None:
+        return
+    who = owner or arch
+    for side in sides:
+        if side < patch:
+            raise MimzooError(f"img_size {side} is smaller than one patch of {who} ({patch} px); "
+                              f"use a multiple of {patch}, at least {patch}")
+        if side % patch:
+            lower, upper = side - side % patch, side - side % patch + patch
+            raise MimzooError(f"img_size {side} is not a multiple of the patch size {patch} of {who} (the last "
+                              f"{side % patch} pixels would be dropped); use {lower} or {upper}")
 
 
 def set_pretrained_cfg(model: Any, preprocess: Preprocess, **fields: Any) -> None:

@@ -36,8 +36,13 @@ class AttentiveConfig:
     seed: int = 0  # initialisation and batch order
 
     def check(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.num_queries < 1:
-            raise MimzooError("attentive probe needs epochs, batch_size, num_queries >= 1 and base_lr > 0")
+        from .checks import at_least
+
+        at_least("attentive", 1, epochs=self.epochs, batch_size=self.batch_size, num_queries=self.num_queries,
+                 num_heads=self.num_heads)
+        at_least("attentive", 0, strict=True, base_lr=self.base_lr)
+        at_least("attentive", 0, min_steps=self.min_steps, weight_decay=self.weight_decay,
+                 warmup_epochs=self.warmup_epochs)
 
     @property
     def lr(self) -> float:

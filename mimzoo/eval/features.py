@@ -41,6 +41,15 @@ class ExtractConfig:
     cache_dir: str | None = None  # cache root, features go to <root>/features (None: $MIMZOO_CACHE or ~/.cache/mimzoo)
     token_dtype: str = "float16"  # how tokens are stored (they are L times larger than pooled features)
 
+    def check(self) -> None:
+        from .checks import at_least
+
+        at_least("extract", 1, batch_size=self.batch_size, flags={"batch_size": "--extract-batch-size"})
+        at_least("extract", 0, workers=self.workers)
+        if self.token_dtype not in _TOKEN_DTYPES:
+            raise MimzooError(f"extract: token_dtype '{self.token_dtype}' is not one of {', '.join(_TOKEN_DTYPES)}; "
+                              "pass --set extract_token_dtype=float16")
+
 
 @dataclass
 class Features:

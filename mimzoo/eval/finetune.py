@@ -58,8 +58,14 @@ class FinetuneConfig:
     eval_batch_size: int = 128  # images per forward when measuring
 
     def check(self, world: int) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.base_lr <= 0:
-            raise MimzooError("fine-tuning needs epochs >= 1, batch_size >= 1 and base_lr > 0")
+        from .checks import at_least
+
+        at_least("finetune", 1, epochs=self.epochs, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
+                 eval_batch_size=self.eval_batch_size)
+        at_least("finetune", 0, strict=True, base_lr=self.base_lr)
+        at_least("finetune", 0, layer_decay=self.layer_decay, weight_decay=self.weight_decay, drop_path=self.drop_path,
+                 warmup_epochs=self.warmup_epochs, min_lr=self.min_lr, label_smoothing=self.label_smoothing,
+                 workers=self.workers)
         if self.batch_size % world:
             raise MimzooError(f"batch_size {self.batch_size} does not split over {world} processes; "
                               f"use a multiple of {world}")

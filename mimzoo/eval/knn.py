@@ -31,12 +31,12 @@ class KnnConfig:
     chunk: int = 1024  # test images scored at once (bounds memory to chunk x train size)
 
     def check(self) -> None:
-        if self.k < 1:
-            raise MimzooError(f"k must be at least 1, got {self.k}")
+        from .checks import at_least
+
+        at_least("knn", 1, k=self.k, chunk=self.chunk)
+        at_least("knn", 0, strict=True, temperature=self.temperature)
         if self.voting not in VOTING:
             raise MimzooError(f"knn voting '{self.voting}' is not one of {', '.join(VOTING)}")
-        if self.temperature <= 0:
-            raise MimzooError(f"knn temperature must be positive, got {self.temperature}")
 
 
 def knn_scores(train: torch.Tensor, train_labels: torch.Tensor, test: torch.Tensor, num_classes: int,

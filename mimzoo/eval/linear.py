@@ -53,8 +53,11 @@ class LinearConfig:
     def check(self) -> None:
         if self.optimizer not in ("auto", "lbfgs", "lars", "sgd", "adamw"):
             raise MimzooError(f"linear optimizer '{self.optimizer}' is not one of auto, lbfgs, lars, sgd, adamw")
-        if self.epochs < 1 or self.batch_size < 1 or self.base_lr <= 0 or self.max_iter < 1:
-            raise MimzooError("linear probe needs epochs, batch_size, max_iter >= 1 and base_lr > 0")
+        from .checks import at_least
+
+        at_least("linear", 1, epochs=self.epochs, batch_size=self.batch_size, max_iter=self.max_iter)
+        at_least("linear", 0, strict=True, base_lr=self.base_lr)
+        at_least("linear", 0, weight_decay=self.weight_decay, warmup_epochs=self.warmup_epochs)
 
     @property
     def lr(self) -> float:
