@@ -23,6 +23,28 @@ def _pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+# option -> smallest value it takes: checked before any work (0 or a negative batch must not run)
+_MINIMUM = {"batch_size": 1, "epochs": 1, "accum_steps": 1, "max_steps": 1, "threads": 1, "log_every": 1,
+            "img_size": 1, "save_every": 0, "workers": 0, "warmup_epochs": 0.0}
+
+
+def _check_ranges(options: dict[str, Any]) -> None:
+    import math
+
+    from ..errors import MimzooError
+
+    for name, low in _MINIMUM.items():
+        value = options.get(name)
+        if value is not None and not (math.isfinite(value) and value >= low):
+            flag = "--" + name.replace("_", "-")
+            raise MimzooError(f"{flag} must be at least {low}, got {value}; pass {flag} {max(low, 1)} or more "
+                              "(or leave it out for the recipe's default)")
+    lr = options.get("lr")
+    if lr is not None and not (math.isfinite(lr) and lr > 0):
+        raise MimzooError(f"--lr must be a positive number, got {lr}; pass e.g. --lr 1.5e-4, or leave it out "
+                          "(the recipe's base lr x batch / 256)")
+
+
 def _progress(rec: dict[str, Any]) -> None:
     eta = time.strftime("%H:%M:%S", time.gmtime(rec["eta_s"]))
     click.echo(f"step {rec['step']}/{rec['total']}  epoch {rec['epoch']}  loss {rec['loss']:.4f}  "
@@ -63,6 +85,10 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
     """
     import os
 
+    from ..encoders.device import check_device
+
+    _check_ranges(options)
+    check_device(options.get("device"))
     from ..pretrain.trainer import TrainConfig, pretrain as run
 
     arch = options["arch"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
@@ -144,11 +145,38 @@ class Recipe:
                               "set loss.kind and target.kind together")
         if self.decoder.kind == "predictor" and self.masking.kind != "multi-block":
             raise RecipeError("decoder.kind=predictor needs masking.kind=multi-block (context and target blocks)")
+        self._check_ranges()
         return self
+
+    def _check_ranges(self) -> None:
+        """Sizes, counts and rates that cannot work (a negative depth, a zero width, a NaN rate)."""
+        at_least = {
+            1: {"decoder.dim": self.decoder.dim, "decoder.depth": self.decoder.depth, "decoder.heads": self.decoder.heads,
+                "target.layers": self.target.layers, "target.hog_bins": self.target.hog_bins,
+                "target.hog_cell": self.target.hog_cell, "masking.min_block": self.masking.min_block,
+                "masking.num_targets": self.masking.num_targets, "masking.mask_patch_size": self.masking.mask_patch_size,
+                "masking.max_block": self.masking.max_block, "optim.batch_size": self.optim.batch_size,
+                "optim.epochs": self.optim.epochs},
+            0: {"masking.min_keep": self.masking.min_keep, "optim.weight_decay": self.optim.weight_decay,
+                "optim.warmup_epochs": self.optim.warmup_epochs, "optim.min_lr": self.optim.min_lr,
+                "optim.clip_grad": self.optim.clip_grad},
+        }
+        for low, values in at_least.items():
+            for key, value in values.items():
+                if value is not None and not (_finite(value) and value >= low):
+                    raise RecipeError(f"{key} must be at least {low}, got {value!r}; set it with --set {key}=N")
+        for key, value in {"decoder.mlp_ratio": self.decoder.mlp_ratio, "optim.blr": self.optim.blr,
+                           "loss.beta": self.loss.beta}.items():
+            if not (_finite(value) and value > 0):
+                raise RecipeError(f"{key} must be a positive number, got {value!r}; set it with --set {key}=X")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _one_of(value: str, allowed: tuple[str, ...], what: str) -> None:
@@ -192,15 +220,44 @@ def with_overrides(recipe: Recipe, overrides: Mapping[str, Any] | None) -> Recip
 
 
 def _set(obj: Any, path: list[str], value: Any, key: str) -> Any:
-    names = {f.name for f in fields(obj)}
-    if path[0] not in names:
-        raise RecipeError(f"unknown recipe field '{key}'; fields here: {', '.join(sorted(names))}")
+    known = {f.name: f for f in fields(obj)}
+    if path[0] not in known:
+        raise RecipeError(f"unknown recipe field '{key}'; fields here: {', '.join(sorted(known))}")
     if len(path) == 1:
-        return replace(obj, **{path[0]: tuple(value) if isinstance(value, list) else value})
+        return replace(obj, **{path[0]: _typed(value, str(known[path[0]].type), getattr(obj, path[0]), key)})
     child = getattr(obj, path[0])
     if not is_dataclass(child):
         raise RecipeError(f"'{key}': {path[0]} has no sub-fields")
     return replace(obj, **{path[0]: _set(child, path[1:], value, key)})
+
+
+def _typed(value: Any, kind: str, default: Any, key: str) -> Any:
+    """`value` checked against the field's declared type (``int``, ``float | None``, ``tuple[float, float]``,
+    ``str``, ``bool``): an override of the wrong type is refused here, before anything is built."""
+    if value is None and "None" in kind:
+        return None
+    base = kind.split("|")[0].strip()
+    if isinstance(value, list):
+        value = tuple(value)
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": _finite(value),
+        "bool": isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(base)
+    if base.startswith("tuple"):
+        ok = isinstance(value, tuple) and all(_finite(v) for v in value) and (
+            not isinstance(default, tuple) or len(value) == len(default))
+    if ok is None:  # a free-form field (extra): any JSON value
+        return value
+    if not ok:
+        example = json.dumps(list(default) if isinstance(default, tuple) else default)
+        shown = json.dumps(list(value)) if isinstance(value, tuple) else value
+        what = "a finite number" if base == "float" else "a whole number" if base == "int" else (
+            f"a list of {len(default)} finite numbers" if base.startswith("tuple") and isinstance(default, tuple)
+            else f"a {base}")
+        raise RecipeError(f"--set {key}={shown}: {key} takes {what}; e.g. --set {key}={example}")
+    return float(value) if base == "float" else value
 
 
 def _parse(raw: Any) -> Any:
