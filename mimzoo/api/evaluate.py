@@ -220,9 +220,24 @@ def _features(encoder: Any, name: str, source: Any, train: Any, ev: Any, tasks: 
     from ..eval.features import extract_features
 
     tokens = "attentive" in tasks
-    return {which: extract_features(encoder, split, tokens=tokens, config=cfg, label=f"{name}-{source.name}-{split.name}",
-                                    dist=dist, progress=progress)
-            for which, split in (("train", train), ("eval", ev))}
+    feats = {}
+    for which, split in (("train", train), ("eval", ev)):
+        feats[which] = extract_features(encoder, split, tokens=tokens, config=cfg,
+                                        label=f"{name}-{source.name}-{split.name}", dist=dist, progress=progress)
+        _check_decoded(split, len(feats[which]), feats[which].skipped)
+    return feats
+
+
+def _check_decoded(split: Any, decoded: int, skipped: Any) -> None:
+    """Refuse a split of which no image could be decoded (a result on 0 images means nothing)."""
+    if decoded > 0 or len(split) == 0:
+        return
+    from ..data.base import DataError
+
+    where = getattr(split, "root", None) or split.name
+    first = f"; first: {skipped[0][1]}" if skipped and skipped[0][1] else ""
+    raise DataError(f"none of the {len(split)} images in {where} could be decoded{first}; check that those files are "
+                    "images (not empty or truncated), or point --data at another folder")
 
 
 def _run_task(task: str, cfg: Any, encoder: Any, source: Any, train: Any, ev: Any, feats: dict[str, Any],
@@ -232,6 +247,7 @@ def _run_task(task: str, cfg: Any, encoder: Any, source: Any, train: Any, ev: An
         from ..eval.finetune import finetune
 
         res = finetune(encoder, source, cfg, train=train, eval_split=ev, cache_dir=cache_dir, dist=dist, progress=prog)
+        _check_decoded(train, len(train) - len(res.skipped), [(i, "") for i in res.skipped])
         return res.metrics, {"train_images": len(train) - len(res.skipped), "eval_images": len(ev), "steps": res.steps,
                              "resumed_from": res.resumed_from, "amp": res.amp, "skipped": len(res.skipped),
                              "loss_history": [round(v, 4) for v in res.history], "run_dir": str(res.run_dir)}
