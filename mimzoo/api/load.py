@@ -203,11 +203,13 @@ def _verify_sha256(path: Path, expected: str | None, fix: str) -> str | None:
 
 
 def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> Any:
-    from ..encoders.build import build_timm, set_pretrained_cfg
+    from ..encoders.build import build_timm, check_img_size, set_pretrained_cfg
     from ..encoders.encoder import Encoder, EncoderInfo
     from ..hub.folder import read_config, weights_file
 
     cfg = read_config(folder)
+    _check_preprocess(cfg.preprocess, source)
+    check_img_size(cfg.arch, cfg.model_args, img_size, owner=source)
     wfile = Path(weights) if weights is not None else weights_file(folder)
     preprocess = cfg.preprocess.with_size(img_size)
     model = build_timm(cfg.arch, pooling=cfg.pooling, model_kwargs=cfg.model_args, img_size=img_size)
@@ -225,6 +227,24 @@ def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> A
         extra=_carried_extra(block),
     )
     return Encoder(model, preprocess, info)
+
+
+def _check_preprocess(pp: Any, source: str) -> None:
+    """Refuse a config whose normalisation cannot be right: a NaN, infinite or zero std, a NaN or infinite
+    mean (every image would come out as garbage, and results at chance level without a word)."""
+    import math
+
+    problems = []
+    for name, values in (("mean", pp.mean), ("std", pp.std)):
+        values = list(values)
+        if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            problems.append(f"{name} {values} is not finite")
+        elif name == "std" and any(v <= 0 for v in values):
+            problems.append(f"std {values} has a value <= 0")
+    if problems:
+        raise ModelFolderError(f"config.json of {source}: {'; '.join(problems)}; the images would be normalised "
+                               "to garbage: fix pretrained_cfg.mean/std in that config.json (ImageNet's are "
+                               "mean [0.485, 0.456, 0.406], std [0.229, 0.224, 0.225])")
 
 
 def _carried_extra(block: dict[str, Any]) -> dict[str, Any]:
