@@ -106,6 +106,11 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     from ..eval.dist import shutdown
     from ..eval.results import TABLE_COLUMNS, table_rows
     from ..errors import MimzooError
+    from .outputs import check_output
+
+    check_output(output)
+    check_output(cache_dir, option="--cache-dir", folder=True)
+    check_output(opts.get("run_dir"), option="--run-dir", folder=True)
 
     main = int(os.environ.get("RANK", "0")) == 0
     opts = {k: v for k, v in opts.items() if v is not None}

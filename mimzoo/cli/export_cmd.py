@@ -115,7 +115,9 @@ def export(model: str, fmt: str, trt: bool, precision: str, batch: str, img_size
       mimzoo export mae-vit-b --trt --fp16
     """
     from ..api.export import export as run
+    from .outputs import check_output
 
+    check_output(output, folder=True)
     result = run(
         model, output, format="tensorrt" if trt else _FORMATS[fmt], precision=precision, batch=batch, img_size=img_size,
         opset=opset, tokens=tokens, pretrained=not random_init, weights=weights, seed=seed,

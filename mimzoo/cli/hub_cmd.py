@@ -47,7 +47,9 @@ def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tup
     The token comes from HF_TOKEN (or `hf auth login`); it is never printed.
     """
     from ..api.publish import publish as run
+    from .outputs import check_output
 
+    check_output(output, folder=True)
     result = run(
         source, repo, revision=revision, private=private, with_onnx=with_onnx, eval_results=eval_results,
         license=license_id, weights=weights, endpoint=endpoint, dry_run=dry_run, output=output,
@@ -91,6 +93,10 @@ def release(recipe: str, endpoint: str | None, dry_run: bool, output: str | None
     """
     from ..api.release import ReleaseGateError
     from ..api.release import release as run
+    from .outputs import check_output
+
+    check_output(output, folder=True)
+    check_output(workdir, option="--workdir", folder=True)
 
     try:
         report = run(recipe, endpoint=endpoint, workdir=workdir, dry_run=dry_run, output=output, overwrite=overwrite,

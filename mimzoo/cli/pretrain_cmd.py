@@ -91,8 +91,11 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
     check_device(options.get("device"))
     from ..pretrain.trainer import TrainConfig, pretrain as run
 
+    from .outputs import check_output
+
     arch = options["arch"]
     out = output or f"runs/{method}-{(arch or 'default').replace('/', '_').replace(':', '_')}"
+    check_output(out, folder=True)
     cfg = TrainConfig(method=method, output=out, compile=compile_, overrides=_pairs(sets), **options)
     main = os.environ.get("RANK", "0") == "0"
     t0 = time.perf_counter()
@@ -117,6 +120,9 @@ def reconstruct(model: str, images: tuple[str, ...], output: str, decoder: str |
                 mask_ratio: float | None, seed: int) -> None:
     """Picture MODEL's reconstructions of IMAGES: original | masked | reconstruction | + visible patches."""
     from ..pretrain.reconstruct import reconstruct as draw
+    from .outputs import check_output
+
+    check_output(output)
 
     path = draw(model, list(images), output, decoder=decoder, weights=weights, mask_ratio=mask_ratio, seed=seed)
     click.echo(f"wrote {path} ({len(images)} image{'s' if len(images) > 1 else ''})")
