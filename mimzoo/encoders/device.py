@@ -24,6 +24,9 @@ def check_device(device: Any, option: str = "--device") -> None:
     except (RuntimeError, TypeError, ValueError) as e:
         raise MimzooError(f"{option} {device!s} is not a device; use cpu, cuda or cuda:N") from e
     if dev.type == "cuda":
+        from .._torchrun import refuse_conflicting_index
+
+        refuse_conflicting_index(dev.index, option=option)  # cuda:N vs LOCAL_RANK under torchrun: wrong anywhere
         if not torch.cuda.is_available():
             build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
             raise MimzooError(f"{option} {device!s}: no usable CUDA GPU here (torch {torch.__version__}, {build}); "

@@ -8,12 +8,13 @@ processes run on GPUs, gloo on CPUs.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from .._torchrun import choose_device, launch_from_env, visible_cuda_count
 
 log = logging.getLogger(__name__)
 _CREATED_HERE = False  # whether mimzoo created the process group (and so should destroy it)
@@ -100,10 +101,9 @@ def get_dist(device: str | torch.device | None = None) -> Dist:
     >>> get_dist().world  # doctest: +SKIP
     1
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = _resolve_device(device, local)
+    launch = launch_from_env()
+    rank, world = launch.rank, launch.world
+    dev = torch.device(choose_device(None if device is None else str(device), launch, visible_cuda_count()))
     if world > 1 and not dist.is_initialized():
         global _CREATED_HERE
         backend = "nccl" if dev.type == "cuda" else "gloo"
@@ -114,16 +114,7 @@ def get_dist(device: str | torch.device | None = None) -> Dist:
         log.info("process group: %s, rank %d of %d", backend, rank, world)
     if dist.is_initialized():
         rank, world = dist.get_rank(), dist.get_world_size()
-    return Dist(rank=rank, world=world, local_rank=local, device=dev)
-
-
-def _resolve_device(device: str | torch.device | None, local_rank: int) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and dev.index is None:
-        dev = torch.device("cuda", local_rank)
-    return dev
+    return Dist(rank=rank, world=world, local_rank=launch.local_rank, device=dev)
 
 
 def shutdown() -> None:

@@ -10,6 +10,7 @@ other's checkpoints.
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype("uint32"), pos, has_gauss, cached))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        _set_cuda_rng_states(list(state["cuda"]))
+
+
+def _set_cuda_rng_states(saved: list[torch.Tensor]) -> None:
+    """Restore each GPU's generator; a checkpoint from another number of GPUs restores those that match."""
+    count = torch.cuda.device_count()
+    if len(saved) != count:
+        logging.getLogger(__name__).warning(
+            "the checkpoint holds the RNG states of %d GPU(s) and %d are visible now: restored %d, random draws "
+            "on the others differ from the original run", len(saved), count, min(len(saved), count))
+    torch.cuda.set_rng_state_all(saved[:count])
 
 
 def save(path: str | Path, payload: dict[str, Any]) -> Path:

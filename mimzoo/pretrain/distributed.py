@@ -8,7 +8,6 @@ group: NCCL on GPUs, gloo on CPUs. Across machines, torchrun's usual rendezvous 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import MimzooError
+from .._torchrun import choose_device, launch_from_env, visible_cuda_count
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +38,17 @@ def init(device: str | None = None) -> DistInfo:
     """Join the torchrun process group if there is one, and pick the device.
 
     Args:
-        device: "cpu", "cuda", "cuda:N" or None (a GPU when there is one).
+        device: "cpu", "cuda" (this rank's GPU, cuda:LOCAL_RANK), "cuda:N" (one process, or N equal
+            to LOCAL_RANK under torchrun) or None (the local GPU when there is one).
     """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
-    if want_cuda and not torch.cuda.is_available():
-        raise MimzooError(f"--device {device} needs a CUDA GPU, and none is visible; use --device cpu")
-    dev = torch.device(f"cuda:{local}" if want_cuda and (device in (None, "cuda")) else (device or "cpu"))
-    if want_cuda:
+    launch = launch_from_env()
+    dev = torch.device(choose_device(device, launch, visible_cuda_count()))  # before the group: errors are cheap
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if want_cuda else "gloo")
-        log.info("process %d of %d on %s (%s)", rank, world, dev, dist.get_backend())
-    return DistInfo(rank=rank, world=world, local_rank=local, device=dev)
+    if launch.multi and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        log.info("process %d of %d on %s (%s)", launch.rank, launch.world, dev, dist.get_backend())
+    return DistInfo(rank=launch.rank, world=launch.world, local_rank=launch.local_rank, device=dev)
 
 
 def shutdown() -> None:
