@@ -30,7 +30,7 @@ def fp32(tmp_path_factory):
 
 def test_folder_layout_and_report(fp32):
     folder, encoder = fp32
-    assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx"]  # 30k params: weights inline
+    assert sorted(p.name for p in folder.iterdir()) == [".mimzoo-output.json", "export.json", "model.onnx"]  # weights inline
     meta = json.loads((folder / "export.json").read_text())
     assert meta["mimzoo_export"] == 1 and meta["format"] == "onnx" and meta["precision"] == "fp32"
     assert meta["opset"] == 18 and meta["batch"] == "dynamic"
@@ -100,7 +100,7 @@ def test_opset_17_and_tokens_output(tmp_path):
 def test_big_weights_go_to_external_data_that_travels(tmp_path, monkeypatch):
     monkeypatch.setattr(onnx_export, "EXTERNAL_DATA_BYTES", 1024)  # the tiny model counts as big
     r = mimzoo.export("mae-vit-test", tmp_path / "ext", pretrained=False, images=16)
-    assert sorted(p.name for p in r.path.iterdir()) == ["export.json", "model.onnx", "model.onnx.data"]
+    assert sorted(p.name for p in r.path.iterdir()) == [".mimzoo-output.json", "export.json", "model.onnx", "model.onnx.data"]
     assert read_export(r.path).files == ("model.onnx", "model.onnx.data")
     moved = r.path.rename(tmp_path / "moved")  # the pair works from anywhere
     assert mimzoo.verify(moved, images=16)["passed"]

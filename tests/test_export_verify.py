@@ -170,3 +170,88 @@ def test_tolerances():
         t.updated({"cos": 0.9})
     with pytest.raises(ExportError, match="must be a number >= 0"):
         t.updated({"max_abs": -1})
+
+
+def _tamper(folder, *, scale: float | None = None, loosen: bool = True, redigest: bool = False):
+    """Edit an export as an attacker would: scale its largest initializer, loosen the limits export.json
+    records (and its copy inside model.onnx), and optionally recompute the weights digest it records."""
+    from onnx import numpy_helper
+
+    from mimzoo._outputs import MARKER
+    from mimzoo.exporters.metadata import artifact_sha256
+
+    model = onnx.load(str(folder / "model.onnx"))
+    if scale is not None:
+        init = max(model.graph.initializer, key=lambda t: numpy_helper.to_array(t).size)
+        init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * scale, init.name))
+    meta = json.loads((folder / "export.json").read_text())
+    if loosen:
+        meta["verification"]["tolerances"] = {"max_abs": 1e6, "cosine_min": 0.0}
+    if redigest:
+        onnx.save(model, str(folder / "model.onnx"))
+        meta["artifact_sha256"] = artifact_sha256(folder / "model.onnx")
+        marker = json.loads((folder / MARKER).read_text())
+        (folder / MARKER).write_text(json.dumps({**marker, "artifact_sha256": meta["artifact_sha256"]}))
+    next(p for p in model.metadata_props if p.key == "mimzoo_export").value = json.dumps(meta)
+    onnx.save(model, str(folder / "model.onnx"))
+    (folder / "export.json").write_text(json.dumps(meta))
+    return meta
+
+
+@pytest.fixture(scope="module")
+def model_folder(tmp_path_factory):
+    """The exported weights as a model folder (what `publish --with-onnx` ships the export beside)."""
+    folder = tmp_path_factory.mktemp("src") / "tiny"
+    mimzoo.save_pretrained(tiny_encoder(0), folder)
+    return folder
+
+
+def _publish_dry_run(model_folder, export, out):
+    from tests.faults.trial import run
+
+    return run("publish", str(model_folder), "--repo", "acme/tiny", "--with-onnx", str(export), "--dry-run", "-o", str(out))
+
+
+@pytest.mark.parametrize("redigest", [False, True], ids=["digest-kept", "digest-recomputed"])
+def test_tampered_weights_with_loosened_limits_fail_verify_and_publish(tmp_path, good, model_folder, redigest):
+    from tests.faults.trial import expect_error, listing, run
+
+    folder = shutil.copytree(good, tmp_path / "tampered")
+    _tamper(folder, scale=-0.5, redigest=redigest)
+    out = run("verify", str(folder), "--images", "16")
+    if redigest:  # the digest matches the edited file: the numbers, gated by mimzoo's own limits, decide
+        line = expect_error(out, says=("fails verification", "max_abs"))
+        assert "limit" in out.stdout and "NO" in out.stdout
+    else:
+        line = expect_error(out, says=("differs from the model verified at export",), fix=("export again",))
+    pub = _publish_dry_run(model_folder, folder, tmp_path / "repo")
+    expect_error(pub, says=("does not match the model" if redigest else "weights digest",))
+    assert "repo" not in {p.split("/")[0] for p in listing(tmp_path)}, line  # nothing published
+
+
+def test_verify_ignores_the_limits_a_folder_records_and_rechecks_its_figures(tmp_path, good):
+    folder = shutil.copytree(good, tmp_path / "claims")
+    meta = _tamper(folder, loosen=True)  # weights intact, limits loosened: the real figures still pass
+    rep = mimzoo.verify(folder, images=16)
+    assert rep["passed"] and rep["tolerances"] == {"max_abs": 1e-4}
+    meta["verification"]["max_abs"] = 0.5  # a report claiming figures that break the gate
+    model = onnx.load(str(folder / "model.onnx"))
+    next(p for p in model.metadata_props if p.key == "mimzoo_export").value = json.dumps(meta)
+    onnx.save(model, str(folder / "model.onnx"))
+    (folder / "export.json").write_text(json.dumps(meta))
+    rep = mimzoo.verify(folder, images=16, raise_on_failure=False)
+    assert not rep["passed"] and rep["failures"] == ["export.json records max_abs 0.5 > 0.0001"]
+    # an explicit limit from the caller still counts
+    assert mimzoo.verify(folder, images=16, tolerances={"max_abs": 1.0})["passed"]
+
+
+def test_a_folder_without_the_verified_marker_is_refused(tmp_path, good, model_folder):
+    from tests.faults.trial import expect_error, run
+
+    from mimzoo._outputs import MARKER
+
+    folder = shutil.copytree(good, tmp_path / "unmarked")
+    (folder / MARKER).unlink()  # what an export made before the marker, or a copied half, looks like
+    expect_error(run("verify", str(folder)), says=("not a complete, verified mimzoo export",), fix=("export it again",))
+    expect_error(_publish_dry_run(model_folder, folder, tmp_path / "repo"), says=("not a complete, verified",))
+    assert not (tmp_path / "repo").exists()

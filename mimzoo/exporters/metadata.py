@@ -18,6 +18,7 @@ from typing import Any
 
 from .._atomic import atomic_file
 from .._deps import require, version_of
+from .._outputs import MARKER, read_marker
 from .._version import __version__
 from .spec import ExportError
 
@@ -41,6 +42,45 @@ def state_sha256(encoder: Any) -> str:
         if t.numel():
             h.update(t.view(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: bf16/fp16 too
     return h.hexdigest()
+
+
+def artifact_sha256(onnx_path: Path) -> str:
+    """sha256 of an ONNX model's graph and weights (external data included), ignoring what is rewritten
+    after verification: ``metadata_props`` (the report, made public on publish) and the producer fields.
+
+    Recorded in export.json as ``artifact_sha256``: `verify` and `publish` refuse a model changed since.
+    """
+    onnx = require("onnx")
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    del model.metadata_props[:]
+    model.producer_name = model.producer_version = ""
+    h = hashlib.sha256(hashlib.sha256(model.SerializeToString()).hexdigest().encode())
+    for extra in sorted(onnx_path.parent.glob(onnx_path.name + ".data*")):
+        h.update(_sha256_file(extra).encode())
+    return h.hexdigest()
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_artifact(folder: Path, meta: dict[str, Any]) -> None:
+    """Refuse an export whose model.onnx (or its weights) changed after it was verified, or that lacks the
+    marker of a complete, verified export (an interrupted run, or one made before mimzoo recorded it)."""
+    marker = read_marker(folder) or {}
+    if marker.get("kind") != "export" or marker.get("verified") is not True:
+        raise CorruptExportError(f"{folder} is not a complete, verified mimzoo export (no {MARKER} saying so: an "
+                                 "interrupted export, or one made by an older mimzoo); export it again")
+    recorded = meta.get("artifact_sha256")
+    if not recorded or marker.get("artifact_sha256") != recorded:
+        raise CorruptExportError(f"{folder}/{EXPORT_JSON} records no weights digest matching its marker; export again")
+    if artifact_sha256(folder / ONNX_NAME) != recorded:
+        raise CorruptExportError(f"{folder}/{ONNX_NAME} differs from the model verified at export (weights digest "
+                                 "mismatch): it was changed afterwards; export again")
 
 
 def provenance(encoder: Any, *, model: str, init_seed: int | None, weights_tag: str | None,
@@ -144,6 +184,7 @@ def read_export_folder(folder: str | Path) -> ExportFolderInfo:
     except Exception as e:
         raise CorruptExportError(f"{path} fails the ONNX checker ({str(e).splitlines()[0][:200]}); export again") from e
     _check_consistent(model, meta, path)
+    check_artifact(folder, meta)
     return ExportFolderInfo(folder, meta, external)
 
 

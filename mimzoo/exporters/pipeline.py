@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_dir
+from .._lock import output_lock
+from .._outputs import check_replaceable, sweep_stale
 from .images import ImageSet, load_images
 from .metadata import (
     EXPORT_JSON,
     ONNX_NAME,
+    artifact_sha256,
     CorruptExportError,
     build_meta,
     embed_in_onnx,
@@ -94,8 +97,21 @@ def run_export(src: Source, out: Path, spec: ExportSpec, *, tolerances: dict[str
                data: VerifyData = VerifyData(), overwrite: bool = False, say: Say = log.info,
                cache_dir: Path | None = None) -> ExportResult:
     """Export `src.encoder` as `spec` says into `out`, verified; see :func:`mimzoo.export`."""
-    if out.exists() and not overwrite:  # before any work
+    with output_lock(out):  # one writer per -o; a killed one's lock is gone, its temp folders go here
+        check_output(out, overwrite)
+        return _export_locked(src, out, spec, tolerances, data, say, cache_dir)
+
+
+def check_output(out: Path, overwrite: bool) -> None:
+    """Before any work (with the output's lock held): clean up after killed runs, refuse what may not be replaced."""
+    sweep_stale(out)
+    if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists; pass --overwrite (overwrite=True) or choose another -o")
+    check_replaceable(out, "export")
+
+
+def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[str, float] | None, data: VerifyData,
+                   say: Say, cache_dir: Path | None) -> ExportResult:
     tol = Tolerances.for_precision(spec.precision).updated(tolerances)
     calibrate = spec.precision == "int8" and (spec.format == "tensorrt" or spec.int8_method != "dynamic")
     calib, verify_set = _load_data(spec, tol, data, calibrate)
@@ -103,7 +119,8 @@ def run_export(src: Source, out: Path, spec: ExportSpec, *, tolerances: dict[str
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
     ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
     calib_x = _inputs(src.encoder, spec, calib, data.seed).real if len(calib) else None
-    with atomic_dir(out, overwrite=True) as tmp:
+    marker: dict[str, Any] = {"format": spec.format, "precision": spec.precision, "verified": False}
+    with atomic_dir(out, overwrite=True, kind="export", info=marker) as tmp:
         scratch = tmp / ".fp32"
         scratch.mkdir()
         say(f"exporting ONNX (opset {spec.opset}, batch {spec.batch})")
@@ -117,9 +134,11 @@ def run_export(src: Source, out: Path, spec: ExportSpec, *, tolerances: dict[str
             plans_note = f" with each of {tried} INT8 plans; the last" if tried > 1 else ""
             raise VerificationError(f"{spec.format} {spec.precision} export of {src.model} failed verification"
                                     f"{plans_note} ({'; '.join(rep['failures'])}); nothing was written to {out}", rep)
-        meta = _meta(src, spec, info, rep, extra)
+        digest = artifact_sha256(tmp / ONNX_NAME)  # what was verified; the report goes into its metadata next
+        meta = _meta(src, spec, info, rep, {**extra, "artifact_sha256": digest})
         embed_in_onnx(tmp / ONNX_NAME, meta)
         write_json(tmp / EXPORT_JSON, meta)
+        marker.update(verified=True, artifact_sha256=digest)  # the marker, written last, says: complete and verified
     say(f"verified: {summary(rep)}")
     return ExportResult(out, meta)
 
@@ -196,7 +215,10 @@ def rebuild_encoder(meta: dict[str, Any]) -> Any:
     else:
         encoder = load(model, img_size=size)
     expected = prov.get("state_sha256")
-    if expected and state_sha256(encoder) != expected:
+    if not expected:
+        raise CorruptExportError("export.json records no digest of the exported weights (provenance.state_sha256); "
+                                 "pass the exported model with --model, or export again")
+    if state_sha256(encoder) != expected:
         raise CorruptExportError(f"'{model}' now loads other weights than the ones exported (weights digest differs); "
                                  "pass the exported model with --model")
     return encoder
@@ -209,9 +231,8 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
     meta = info.meta
     spec = ExportSpec(format=meta["format"], precision=meta["precision"], batch=meta["batch"],
                       opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"])
-    tol = Tolerances().updated((meta.get("verification") or {}).get("tolerances")).updated(tolerances)
-    if not tol.to_dict():
-        tol = Tolerances.for_precision(spec.precision)
+    # mimzoo's own gate for the precision (and the caller's explicit overrides), never the folder's
+    tol = Tolerances.for_precision(spec.precision).updated(tolerances)
     if encoder is None:
         say(f"rebuilding {meta['provenance'].get('model')} from the export's provenance")
         encoder = rebuild_encoder(meta)
@@ -222,9 +243,22 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
     ref = collect(torch_runner(encoder, spec.tokens), inputs)
     got = collect(_runner(info.path, spec), inputs)
     try:
-        return report(ref, got, inputs, tol)
+        rep = report(ref, got, inputs, tol)
     except ValueError as e:  # an output missing or of another shape
         raise CorruptExportError(f"{folder} does not match the model: {e}; export again") from e
+    recorded = recorded_failures(meta, tol)
+    rep["failures"] = [*rep["failures"], *recorded]
+    rep["passed"] = not rep["failures"]
+    return rep
+
+
+def recorded_failures(meta: dict[str, Any], tol: Tolerances) -> list[str]:
+    """The figures export.json records, checked against `tol` (a report claiming more than it measured fails)."""
+    stored = meta.get("verification") or {}
+    if stored.get("passed") is not True:
+        return ["export.json records a failed verification"]
+    figures = {k: v for k, v in stored.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    return [f"export.json records {f}" for f in tol.failures(figures) if "not measured" not in f]
 
 
 def _runner(folder: Path, spec: ExportSpec) -> Callable[[Any], Any]:

@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 EXPORT_JSON = "export.json"
 ONNX_NAME = "model.onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
-# cosine between ONNX and PyTorch embeddings required at publish time, unless export.json's
-# tolerances give their own `cosine_min`; weights of another model score far below these
+# cosine between ONNX and PyTorch embeddings required at publish time, whatever export.json says
+# (a folder's own limits could be loosened); weights of another model score far below these
 DEFAULT_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
 
 
@@ -87,7 +87,19 @@ def read_export(path: str | Path) -> ExportFolder:
             f"the export in {folder} did not pass its verification ({figures or 'no report'}); nothing is published: "
             "fix the export and re-run `mimzoo export` until `mimzoo verify` passes"
         )
-    return ExportFolder(folder, meta, (ONNX_NAME, *_external_files(folder)))
+    files = (ONNX_NAME, *_external_files(folder))
+    _check_unchanged(folder, meta)
+    return ExportFolder(folder, meta, files)
+
+
+def _check_unchanged(folder: Path, meta: dict[str, Any]) -> None:
+    """The export is complete and verified (its marker) and model.onnx is the very file that was verified."""
+    from ..exporters.metadata import CorruptExportError, check_artifact
+
+    try:
+        check_artifact(folder, meta)
+    except CorruptExportError as e:
+        raise ExportFolderError(f"{e}; nothing is published") from e
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:
@@ -193,7 +205,7 @@ def check_against(export: ExportFolder, encoder: Any, *, batch: int = 2, seed: i
     if got.shape != ref.shape:
         raise ExportFolderError(f"{export.path} gives embeddings {got.shape}, the model {ref.shape}; export this model again")
     cos = (got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
-    need = float((export.meta.get("verification") or {}).get("tolerances", {}).get("cosine_min", DEFAULT_COSINE[export.precision]))
+    need = DEFAULT_COSINE[export.precision]  # mimzoo's own limit: never one the folder states
     worst = float(cos.min())
     log.info("ONNX %s vs PyTorch: lowest cosine %.6f (need %.6f)", export.path, worst, need)
     if not worst >= need:

@@ -113,7 +113,7 @@ def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Pa
     """
     path = Path(path)
     try:
-        with atomic_dir(path, overwrite=overwrite) as tmp:
+        with atomic_dir(path, overwrite=overwrite, kind="model") as tmp:
             write_folder(encoder, tmp)
     except FileExistsError as e:
         raise ModelFolderError(f"{path} already exists; pass overwrite=True or choose another folder") from e

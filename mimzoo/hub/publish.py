@@ -77,7 +77,7 @@ def repo_folder(output: str | Path | None, *, overwrite: bool = False) -> Iterat
             shutil.rmtree(tmp, ignore_errors=True)
         return
     try:
-        with atomic_dir(output, overwrite=overwrite) as tmp:
+        with atomic_dir(output, overwrite=overwrite, kind="hub-folder") as tmp:
             yield tmp
     except FileExistsError as e:
         raise PublishError(f"{output} already exists; choose another folder or pass overwrite (--overwrite)") from e
