@@ -145,3 +145,196 @@ def test_config_objects_do_not_excuse_code(tmp_path):
     path, _ = _save_with_config(tmp_path, extra_payload=payload)
     with pytest.raises(WeightsError, match="refused to unpickle .*functools.partial|refused to unpickle .*subprocess"):
         read_checkpoint(path)
+
+
+# --- crafted pickles: loading any file, refused or accepted, leaves the process as it was -------------------------
+
+import json
+import pickletools
+import zipfile
+
+from helpers import run_py
+
+
+def _ops(obj) -> bytes:
+    """The protocol-2 opcodes that push `obj` (no PROTO, no STOP, no memo writes)."""
+    data = pickletools.optimize(pickle.dumps(obj, protocol=2))
+    assert data[:2] == b"\x80\x02" and data[-1:] == b"."
+    return data[2:-1]
+
+
+def _global(module: str, name: str) -> bytes:
+    return pickle.GLOBAL + f"{module}\n{name}\n".encode()
+
+
+def build_on_global(module: str, name: str, attributes: dict, *, slots: bool = True) -> bytes:
+    """GLOBAL module.name, BUILD: sets attributes on the class/function itself (with slot state: setattr;
+    without: its __dict__) and leaves it on the stack. Only opcodes torch's own global lister knows."""
+    state = pickle.NONE + _ops(attributes) + pickle.TUPLE2 if slots else _ops(attributes)
+    return _global(module, name) + state + pickle.BUILD
+
+
+PAYLOADS = {
+    # every later checkpoint's tensors would come out negated (the neg bit of tensor metadata)
+    "rebuild-defaults": build_on_global("torch._utils", "_rebuild_tensor_v2", {"__defaults__": ({"neg": True},)}),
+    # collections.Counter changed for the whole process
+    "counter-class": build_on_global("collections", "Counter", {"most_common": 42}),
+    # the same through a Python-2 name (mapped before the allow-list)
+    # the layout cache torch.load itself uses, through the function's __dict__
+    "layout-cache": build_on_global("torch.serialization", "_get_layout", {"cache": {"evil": 1}}, slots=False),
+}
+
+
+def inject_into_zip(src, dst, payload: bytes) -> None:
+    """A working torch zip checkpoint whose top-level dict also holds `payload`'s object under "extra"."""
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(dst, "w") as out:
+        for info in z.infolist():
+            data = z.read(info.filename)
+            if info.filename.endswith("/data.pkl"):
+                assert data[:2] == b"\x80\x02" and data[-1:] == pickle.STOP
+                data = data[:-1] + _ops("extra") + payload + pickle.SETITEM + pickle.STOP
+            out.writestr(info, data)
+
+
+def plain_pickle(payload: bytes) -> bytes:
+    """A plain (non-zip) pickle of a dict holding the payload's object (what `pickle.dump(obj)` gives)."""
+    return b"\x80\x02" + pickle.EMPTY_DICT + _ops("extra") + payload + pickle.SETITEM + pickle.STOP
+
+
+FINGERPRINT = """
+import collections, hashlib, json, sys, torch
+from mimzoo.errors import WeightsError
+from mimzoo.weights.read import read_checkpoint
+outcomes = {}
+for path in sys.argv[2:]:
+    try:
+        read_checkpoint(path)
+        outcomes[path] = "accepted"
+    except WeightsError as e:
+        outcomes[path] = "refused: " + str(e)
+sd = read_checkpoint(sys.argv[1])
+print(json.dumps({
+    "tensors": {k: [hashlib.sha256(t.resolve_neg().resolve_conj().contiguous().numpy().tobytes()).hexdigest(), t.is_neg(),
+                    t.is_conj(), str(t.dtype), list(t.shape)] for k, t in sd.items()},
+    "defaults": repr(torch._utils._rebuild_tensor_v2.__defaults__),
+    "counter": sorted(collections.Counter.__dict__),
+    "counter_most_common": repr(collections.Counter.most_common).split(" at ")[0],
+    "layout": repr(torch.serialization._get_layout.__dict__),
+    "outcomes": outcomes,
+}))
+"""
+
+
+def _fingerprint(good, *hostile):
+    r = subprocess_run(good, *hostile)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def subprocess_run(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-c", FINGERPRINT, *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile")
+    good = root / "good.pth"
+    torch.manual_seed(0)
+    torch.save({"model": {"w": torch.randn(8, 4), "b": torch.arange(5, dtype=torch.int64)}, "epoch": 3}, good)
+    files = []
+    for name, payload in PAYLOADS.items():
+        inject_into_zip(good, root / f"{name}.pth", payload)
+        (root / f"{name}.bin").write_bytes(plain_pickle(payload))
+        files += [root / f"{name}.pth", root / f"{name}.bin"]
+    return good, files
+
+
+def test_hostile_checkpoints_leave_the_process_as_it_was(hostile_files):
+    good, hostile = hostile_files
+    fresh = _fingerprint(good)
+    after = _fingerprint(good, *hostile)
+    refused = {p: o for p, o in after["outcomes"].items() if o.startswith("refused")}
+    assert set(refused) == {str(p) for p in hostile}, after["outcomes"]  # none is accepted, none half-applied
+    assert all("only load it if you trust it" in o for o in refused.values())
+    for key in ("tensors", "defaults", "counter", "counter_most_common", "layout"):
+        assert after[key] == fresh[key], key
+    assert fresh["defaults"] == "(None,)" and not any(v[1] for v in fresh["tensors"].values())
+
+
+def test_refusals_name_what_was_asked(hostile_files, tmp_path):
+    _, hostile = hostile_files
+    for path in hostile:
+        with pytest.raises(WeightsError, match=r"refused to unpickle .*BUILD on a (function|type)"):
+            read_checkpoint(path)
+
+
+@pytest.mark.parametrize("payload,what", [
+    # BUILD on a fresh OrderedDict may not shadow its methods (later code calling .keys() would call the file's object)
+    (_global("collections", "OrderedDict") + pickle.EMPTY_TUPLE + pickle.NEWOBJ + _ops({"keys": 1}) + pickle.BUILD
+     + pickle.POP, "attribute 'keys'"),
+    # SETITEM / APPEND only on containers this load made
+    (_global("collections", "Counter") + _ops("k") + _ops(1) + pickle.SETITEM + pickle.POP, "SETITEM on a type"),
+    (_global("torch._utils", "_rebuild_tensor_v2") + _ops(1) + pickle.APPEND + pickle.POP, "APPEND on a function"),
+    # dunder attributes are never set
+    (_global("argparse", "Namespace") + pickle.EMPTY_TUPLE + pickle.NEWOBJ + _ops({"__class__": 1}) + pickle.BUILD
+     + pickle.POP, "attribute '__class__'"),
+    # a call of something not on the list
+    (_global("builtins", "setattr") + _ops(("a", "b", 1)) + pickle.REDUCE + pickle.POP, "global 'builtins.setattr'"),
+    (_global("__builtin__", "getattr") + _ops(("a", "b")) + pickle.REDUCE + pickle.POP, "global 'builtins.getattr'"),
+    # protocol-0/1 instantiation and extension codes are not read at all
+    (pickle.MARK + pickle.OBJ, "opcode OBJ"),
+    (pickle.EXT1 + b"\x01", "opcode EXT1"),
+    # _rebuild_from_type_v2 rebuilds tensors only
+    (_global("torch._tensor", "_rebuild_from_type_v2") + pickle.MARK + _global("collections", "Counter")
+     + _global("torch", "Tensor") + pickle.EMPTY_TUPLE + pickle.EMPTY_DICT + pickle.TUPLE + pickle.REDUCE + pickle.POP,
+     "_rebuild_from_type_v2"),
+])
+def test_inert_unpickler_refuses(payload, what):
+    from mimzoo.weights.unpickle import InertCheckpointError, loads
+
+    with pytest.raises(InertCheckpointError, match=what):
+        loads(b"\x80\x02" + payload + pickle.NONE + pickle.STOP)
+
+
+def test_inert_unpickler_reads_plain_data():
+    from collections import Counter, OrderedDict
+
+    from mimzoo.weights.unpickle import loads
+
+    data = {"a": [1, 2.5, "x", b"y", None, True], "s": {1, 2}, "f": frozenset({3}), "c": Counter("aab"),
+            "o": OrderedDict(b=1), "t": (1, (2,)), "big": 2**70}
+    for proto in (2, 4, 5):
+        assert loads(pickle.dumps(data, protocol=proto)) == data
+
+
+def test_user_safe_globals_survive_a_load(tmp_path):
+    """mimzoo does not touch torch's process-wide safe-globals list (it used to remove a class the user added)."""
+    import argparse
+
+    path = tmp_path / "ckpt.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-3)}, path)
+    before = list(torch.serialization.get_safe_globals())
+    torch.serialization.add_safe_globals([argparse.Namespace])
+    try:
+        assert list(read_checkpoint(path)) == ["w"]
+        assert argparse.Namespace in torch.serialization.get_safe_globals()
+    finally:
+        torch.serialization.clear_safe_globals()
+        torch.serialization.add_safe_globals(before)
+    assert list(read_checkpoint(path)) == ["w"]
+    assert torch.serialization.get_safe_globals() == before
+
+
+def test_torchscript_archive_is_refused_not_run(tmp_path):
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(WeightsError, match="TorchScript archive .*state_dict"):
+        read_checkpoint(path)
+    from mimzoo.weights.unpickle import InertCheckpointError, load_with_inert_configs
+
+    with pytest.raises(InertCheckpointError, match="TorchScript"):
+        load_with_inert_configs(str(path))

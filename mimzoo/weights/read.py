@@ -1,14 +1,16 @@
 """Reading checkpoint files safely.
 
 safetensors files are read directly. Pickle-based files (``.pth``, ``.pt``, ``.bin``, ``.pyth``)
-go only through ``torch.load(weights_only=True)``, whose unpickler refuses anything but tensors
-and plain containers, so a checkpoint that tries to run code is refused, never executed.
-The format is recognised from the file's first bytes, not its extension.
+go through ``torch.load(weights_only=True)``, whose unpickler refuses anything but tensors and
+plain containers; official checkpoints that also store their config (argparse, yacs) are read by
+mimzoo's :class:`~mimzoo.weights.unpickle.InertUnpickler`, which runs none of their code either.
+A checkpoint that tries to run code, or to change anything outside itself, is refused.
+The format is recognised from the file's first bytes, not its extension; a pickle named
+``.safetensors`` is refused.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import pickle
@@ -22,9 +24,6 @@ from ..errors import WeightsError
 
 log = logging.getLogger(__name__)
 
-# Official research checkpoints often store their argparse Namespace beside the weights; it is
-# plain data and is the only non-container global the weights-only unpickler is allowed here.
-_SAFE_GLOBALS = (argparse.Namespace,)
 # Containers research code wraps state dicts in, tried in this order.
 WRAPPER_KEYS = ("model", "model_state", "state_dict", "module", "model_ema")
 
@@ -63,13 +62,22 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
 
 
 def _load_torch(path: Path) -> Any:
+    """torch's own weights-only unpickler first; official checkpoints holding config objects
+    (argparse Namespace, yacs CfgNode) get a second chance with :class:`~.unpickle.InertUnpickler`.
+
+    No ``torch.serialization.safe_globals`` here: that would change a process-wide list (and drop
+    a class the caller had allowed itself)."""
     torch = require("torch")
     try:
-        with torch.serialization.safe_globals(list(_SAFE_GLOBALS)):
-            return torch.load(str(path), map_location="cpu", weights_only=True)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         return _load_with_config_objects(path, e)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+    except RuntimeError as e:
+        if "TorchScript" in str(e):
+            raise WeightsError(f"{path} is a TorchScript archive (code, not only weights); "
+                               "save the model's state_dict() with torch.save or safetensors and pass that") from e
+        raise _corrupt(path, e) from e
+    except (EOFError, zipfile.BadZipFile, ValueError) as e:
         raise _corrupt(path, e) from e
 
 
@@ -81,28 +89,34 @@ def _corrupt(path: Path, e: Exception) -> WeightsError:
 
 
 def _load_with_config_objects(path: Path, refusal: pickle.UnpicklingError) -> Any:
-    """Second chance for official checkpoints whose only extra globals are known config classes."""
-    from .unpickle import INERT_CONFIG_CLASSES, checkpoint_globals, load_with_inert_configs
+    """Second chance for official checkpoints whose extra globals are plain data or known config classes."""
+    from .unpickle import InertCheckpointError, load_with_inert_configs
 
     try:
-        extra = checkpoint_globals(str(path)) if zipfile.is_zipfile(path) else None
-    except Exception:  # noqa: BLE001 - unreadable listing: fall through to the refusal
-        extra = None
-    unsafe = [g for g in (extra or []) if g not in INERT_CONFIG_CLASSES]
-    if extra is None or unsafe:
-        shown = ", ".join(unsafe[:3]) if unsafe else next(
-            (ln.strip() for ln in str(refusal).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), "")
-        raise WeightsError(
-            f"refused to unpickle {path}: it needs code outside the weights-only allow-list ({shown}); "
-            "only load it if you trust it, then re-save its tensors with safetensors"
-        ) from refusal
-    log.info("%s holds config objects (%s); reading them as inert data", path, ", ".join(extra))
-    try:
         return load_with_inert_configs(str(path))
+    except InertCheckpointError as e:
+        raise WeightsError(
+            f"refused to unpickle {path}: {e}{_unsafe_globals(path)}; "
+            "only load it if you trust it, then re-save its tensors with safetensors"
+        ) from e
     except pickle.UnpicklingError as e:
-        raise WeightsError(f"refused to unpickle {path}: {e}; re-save its tensors with safetensors") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        raise WeightsError(f"refused to unpickle {path}: {str(e).splitlines()[0]}; "
+                           "re-save its tensors with safetensors") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError, AttributeError, KeyError,
+            IndexError, OverflowError, MemoryError) as e:  # malformed pickle data, refused or not
         raise _corrupt(path, e) from e
+
+
+def _unsafe_globals(path: Path) -> str:
+    """`` (needs a, b)``: the globals outside torch's allow-list, listed without running anything."""
+    from .unpickle import INERT_CONFIG_CLASSES, EXTRA_CLASSES, checkpoint_globals
+
+    try:
+        names = checkpoint_globals(str(path)) if zipfile.is_zipfile(path) else []
+    except Exception:  # noqa: BLE001 - the listing is only a hint
+        return ""
+    names = [g for g in names if g not in INERT_CONFIG_CLASSES and g not in EXTRA_CLASSES]
+    return f" (needs {', '.join(names[:3])})" if names else ""
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -161,6 +175,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"checkpoint file not found: {p}; check the path")
     fmt = sniff_format(p)
     log.debug("reading %s (%s)", p, fmt)
+    if p.suffix == ".safetensors" and fmt in ("torch-zip", "torch-pickle"):
+        raise WeightsError(
+            f"{p} is named .safetensors but is a PyTorch pickle checkpoint ({fmt}); mimzoo does not unpickle "
+            "a file that claims to be safetensors: convert it with safetensors.torch.save_file, or rename it "
+            "to .pth if you mean to read it as a checkpoint"
+        )
     if fmt == "safetensors" or (fmt == "unknown" and p.suffix == ".safetensors"):
         return flatten_checkpoint(_load_safetensors(p))
     if fmt in ("torch-zip", "torch-pickle"):
