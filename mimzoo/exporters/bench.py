@@ -8,6 +8,12 @@ GPU clocks) hit all of them alike. Speedups are ratios to ``torch`` at the same 
 ONNX backends run verified exports (``mimzoo.export``; INT8 passes its accuracy gate first), built
 into a work folder or reused from ``exports``. A backend that cannot run here (no GPU, no TensorRT,
 no C++ compiler for torch.compile) is reported as skipped, with the reason.
+
+Every row's note says how the backend was timed. Each call's time covers the forward pass only,
+with its input already where the backend reads it: torch tensors on the device, TensorRT buffers on
+the GPU (executed on the engine's own CUDA stream), onnxruntime-CUDA through IO binding with input
+and outputs in device memory; on the CPU, onnxruntime takes and returns numpy arrays as usual.
+An onnxruntime row reports the provider its session really runs on (``session.get_providers()``).
 """
 
 from __future__ import annotations
@@ -69,6 +75,8 @@ class Backend:
     prepare: Callable[[np.ndarray], Any]  # numpy batch -> native input (tensor, device array)
     call: Callable[[Any], Any]  # one forward pass
     note: str = ""  # shown in the table (e.g. the export used, compile time)
+    timing: str = ""  # how a call is timed (where input and outputs live, streams): shown in the note
+    failed: dict[int, str] = field(default_factory=dict)  # batch size -> why it failed there (others still run)
 
 
 @dataclass
@@ -212,11 +220,23 @@ def _guard(name: str, skipped: dict[str, tuple[str, str]], say: Callable[[str], 
 
 
 def _warm(backend: Backend, data: dict[int, np.ndarray], cfg: BenchConfig) -> Backend:
-    for n in cfg.batches:  # first calls allocate (and torch.compile compiles): never timed
-        x = backend.prepare(data[n])
-        for _ in range(cfg.warmup):
-            backend.call(x)
+    """First calls allocate (and torch.compile compiles): never timed. A batch size the backend cannot take
+    (e.g. beyond a TensorRT profile) fails that row only; failing at every size fails the backend."""
+    for n in cfg.batches:
+        try:
+            x = backend.prepare(data[n])
+            for _ in range(cfg.warmup):
+                backend.call(x)
+        except Exception as e:
+            if len(backend.failed) == len(cfg.batches) - 1:
+                raise
+            backend.failed[n] = _one_line(e)
     return backend
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0][:240] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _memory(loaded: list[Backend], encoder: Any, folders: dict[str, Path], cfg: BenchConfig, workdir: Path,
@@ -251,15 +271,19 @@ def _timed_rows(loaded: list[Backend], skipped: dict[str, tuple[str, str]], memo
                 data: dict[int, np.ndarray], cfg: BenchConfig, say: Callable[[str], None],
                 sync: Callable[[], None]) -> list[BenchRow]:
     rows: list[BenchRow] = []
-    notes = {b.name: b.note for b in loaded}
+    notes = {b.name: "; ".join(p for p in (b.note, f"timed: {b.timing}" if b.timing else "") if p) for b in loaded}
     for n in cfg.batches:
         say(f"timing batch {n}: {cfg.iters} interleaved rounds of {', '.join(b.name for b in loaded) or 'nothing'}")
-        inputs = {b.name: b.prepare(data[n]) for b in loaded}
-        times = time_interleaved(loaded, inputs, cfg.iters, sync) if loaded else {}
+        runnable = [b for b in loaded if n not in b.failed]
+        inputs = {b.name: b.prepare(data[n]) for b in runnable}
+        times = time_interleaved(runnable, inputs, cfg.iters, sync) if runnable else {}
+        failed = {b.name: b.failed[n] for b in loaded if n in b.failed}
         by_name = {r.backend: r for r in rows_from_times(times, n, {k: v for (k, b), v in memory.items() if b == n}, notes)}
         for name in cfg.backends:
             if name in by_name:
                 rows.append(by_name[name])
+            elif name in failed:
+                rows.append(BenchRow(name, n, "failed", note=failed[name]))
             elif name in skipped:
                 rows.append(BenchRow(name, n, skipped[name][0], note=skipped[name][1]))
     return rows

@@ -46,16 +46,20 @@ def ensure_export(name: str, encoder: Any, model: Any, cfg: BenchConfig, workdir
 
     fmt, precision = EXPORTS[name]
     if fmt == "tensorrt":
-        _require_gpu(cfg, "TensorRT")
         from .tensorrt import unavailable_reason
 
         reason = unavailable_reason()
         if reason:
             raise Skip(f"{reason}: pip install 'mimzoo[gpu]' on a GPU machine")
+        if not _trt_on_host():
+            _require_gpu(cfg, "TensorRT")
     if name in cfg.exports:
         info = read_export_folder(cfg.exports[name])
-        if (info.format, info.precision) != (fmt, precision) or not info.meta["verification"].get("passed"):
-            raise Skip(f"{cfg.exports[name]} is not a verified {fmt} {precision} export")
+        # TensorRT: an engine of any precision (the note says which); onnxruntime: the backend's precision
+        wanted = info.format == fmt and (fmt == "tensorrt" or info.precision == precision)
+        if not wanted or not info.meta["verification"].get("passed"):
+            what = f"{fmt} export" if fmt == "tensorrt" else f"{fmt} {precision} export"
+            raise Skip(f"{cfg.exports[name]} is not a verified {what}")
         return info.path
     out = workdir / f"{name}"
     if out.exists() and _reusable(out, fmt, precision, encoder):
@@ -117,7 +121,9 @@ def _torch_backend(name: str, encoder: Any, cfg: BenchConfig) -> Backend:
         with torch.inference_mode():
             return module(x)
 
-    return Backend(name, lambda a: torch.from_numpy(a).to(device=cfg.device, dtype=dtype), call, note)
+    where = "on the GPU, synchronised after each call" if cfg.device != "cpu" else "CPU tensors"
+    return Backend(name, lambda a: torch.from_numpy(a).to(device=cfg.device, dtype=dtype), call, note,
+                   timing=f"input and outputs {where}")
 
 
 def _half_copy(encoder: Any, device: str) -> Any:
@@ -141,25 +147,62 @@ def _compiled(module: Any) -> tuple[Any, str]:
     return compiled, f"compiled in {time.perf_counter() - t0:.0f} s (batch 1; each new batch size recompiles)"
 
 
-def _ort_backend(name: str, cfg: BenchConfig, folder: Path | None) -> Backend:
-    import onnxruntime as ort
+CUDA_PROVIDER = "CUDAExecutionProvider"
+ORT_GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
 
+
+def _ort_backend(name: str, cfg: BenchConfig, folder: Path | None) -> Backend:
+    """onnxruntime on the provider its session really uses: the CPU as it is (numpy in and out), CUDA with
+    IO binding on device buffers (like torch and TensorRT, no host copies timed)."""
     from .runtime import OnnxModel
 
     assert folder is not None  # ensure_export ran first (run_bench's order)
-    providers = ["CPUExecutionProvider"]
-    if cfg.device != "cpu":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise Skip("onnxruntime has no CUDA provider here: pip install onnxruntime-gpu")
-        providers = ["CUDAExecutionProvider"]
+    providers = ["CPUExecutionProvider"] if cfg.device == "cpu" else [CUDA_PROVIDER]
     model = OnnxModel(folder / "model.onnx", providers=providers, threads=cfg.threads)
+    used = model.session.get_providers()[0]  # what the session runs on, not what is installed
+    note = f"{folder.name}; {used.replace('ExecutionProvider', '')}"
+    if cfg.device == "cpu":
+        outputs = model.output_names
+
+        def call(x: np.ndarray) -> Any:
+            return model.session.run(outputs, {model.input_name: x})
+
+        return Backend(name, lambda a: a.astype(model.input_dtype), call, note, timing="numpy in and out (session.run)")
+    if used != CUDA_PROVIDER:
+        raise Skip(f"onnxruntime fell back to {used} (its CUDA provider did not load: onnxruntime-gpu missing, "
+                   f"or CUDA/cuDNN libraries it needs); {ORT_GPU_FIX}")
+    prepare, call = io_binding(model, "cuda")
+    return Backend(name, prepare, call, note, timing="IO binding, input and outputs on the GPU")
+
+
+def io_binding(model: Any, device: str, device_id: int = 0) -> tuple[Callable[[np.ndarray], Any], Callable[[Any], Any]]:
+    """(prepare, call) running `model` (an OnnxModel) with IO binding: the input is copied to `device` once
+    in prepare, and each call binds it and leaves the outputs on `device` ("cuda" or "cpu")."""
+    import onnxruntime as ort
+
     outputs = model.output_names
 
-    def call(x: np.ndarray) -> Any:
-        return model.session.run(outputs, {model.input_name: x})
+    def prepare(a: np.ndarray) -> Any:
+        return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, dtype=model.input_dtype), device, device_id)
 
-    note = f"{folder.name}; {model.session.get_providers()[0].replace('ExecutionProvider', '')}"
-    return Backend(name, lambda a: a.astype(model.input_dtype), call, note)
+    def call(x: Any) -> Any:
+        binding = model.session.io_binding()
+        binding.bind_ortvalue_input(model.input_name, x)
+        for out in outputs:
+            binding.bind_output(out, device, device_id)
+        model.session.run_with_iobinding(binding)
+        return binding.get_outputs()
+
+    return prepare, call
+
+
+def _trt_on_host() -> bool:
+    """The host-memory test double of tensorrt is what imports here (tests only; see tensorrt.runs_on_host)."""
+    import tensorrt as trt
+
+    from .tensorrt import runs_on_host
+
+    return runs_on_host(trt)
 
 
 def _tensorrt_backend(folder: Path | None) -> Backend:
@@ -170,4 +213,7 @@ def _tensorrt_backend(folder: Path | None) -> Backend:
 
     assert folder is not None
     runner = EngineRunner(folder / ENGINE_NAME, onnx_path=folder / "model.onnx")
-    return Backend("tensorrt", lambda a: torch.from_numpy(a).cuda(), runner.run_torch, f"{runner.meta['precision']} engine")
+    where = "on the GPU, execute_async_v3 on its own CUDA stream" if runner.device == "cuda" else \
+        "in host memory (the CPU test double of tensorrt)"
+    return Backend("tensorrt", lambda a: torch.from_numpy(a).to(runner.device), runner.run_torch,
+                   f"{folder.name}; {runner.meta['precision']} engine", timing=f"input and outputs {where}")

@@ -28,7 +28,9 @@ def _measure(job: dict[str, Any]) -> dict[str, float]:
 
     cfg = BenchConfig(backends=(job["backend"],), batches=tuple(job["batches"]), warmup=max(1, job["warmup"]),
                       threads=job.get("threads"), device=job["device"])
-    needs_torch = job["backend"].startswith("torch") or cfg.device != "cpu"
+    needs_torch = job["backend"].startswith("torch") or job["backend"] == "tensorrt" or cfg.device != "cpu"
+    if job["backend"] == "tensorrt":
+        import tensorrt  # noqa: F401  (its libraries are not the engine's memory either)
     if needs_torch:
         import timm  # noqa: F401  (libraries are imported before the baseline: their code is not the backend's)
         import torch

@@ -1,4 +1,9 @@
-"""The TensorRT branch of an export: build the engine from the verified ONNX graph, then verify it."""
+"""The TensorRT branch of an export: build the engine from the verified ONNX graph, then verify it.
+
+The engine records the sha256 of model.onnx as it is when built; mimzoo embeds the export report into
+that file afterwards, which onnx_sha256 ignores (see tensorrt.ONNX_FIELDS_IGNORED), so the recorded hash
+still matches the final file.
+"""
 
 from __future__ import annotations
 
@@ -25,8 +30,16 @@ def build_and_verify(spec: ExportSpec, onnx_path: Path, ref: Outputs, inputs: Ve
     """Build ``model.engine`` (+ engine.json) beside `onnx_path` and compare it with PyTorch."""
     import tensorrt as trt
 
-    from .tensorrt import ENGINE_NAME, BuildConfig, CalibrationBatches, build_engine, profile_for, timing_cache_path
-    from .trt_build import compute_capability
+    from .tensorrt import (
+        ENGINE_NAME,
+        BuildConfig,
+        CalibrationBatches,
+        calibration_cache_path,
+        onnx_sha256,
+        profile_for,
+        timing_cache_path,
+    )
+    from .trt_build import build_engine, compute_capability
     from .trt_runner import EngineRunner
 
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
@@ -35,8 +48,9 @@ def build_and_verify(spec: ExportSpec, onnx_path: Path, ref: Outputs, inputs: Ve
     if spec.precision == "int8" and calib_x is not None:
         calibration = CalibrationBatches(calib_x, spec.batch if isinstance(spec.batch, int) else spec.opt_batch)
     cfg = BuildConfig(
-        spec.precision, profile, timing_cache=timing_cache_path(cache, trt.__version__, compute_capability()),
-        calibration_cache=cache / f"calibration-{calibration.fingerprint()}.cache" if calibration else None,
+        spec.precision, profile, timing_cache=timing_cache_path(cache, trt.__version__, compute_capability(trt)),
+        calibration_cache=calibration_cache_path(cache, onnx_sha=onnx_sha256(onnx_path), calibration=calibration.fingerprint())
+        if calibration else None,
     )
     say(f"building a TensorRT {trt.__version__} {spec.precision} engine (profile {profile.to_dict()})")
     engine = onnx_path.with_name(ENGINE_NAME)

@@ -1,11 +1,12 @@
-"""TensorRT engines from the ONNX export, through TensorRT's Python API (``import tensorrt``).
+"""TensorRT engines from the ONNX export: the plain-Python parts, which need neither TensorRT nor a GPU.
 
-Kept thin and split in two: plain-Python parts that need no GPU (optimisation profiles, precision
-flags, cache keys, the engine metadata and the compatibility rule, calibration batching, the
-``trtexec`` equivalent), unit-tested everywhere; and :func:`build_engine`, which drives the builder:
+Optimisation profiles, precision flags, cache keys, the engine metadata and the compatibility
+rule, calibration batching, the ``trtexec`` equivalent and the supported-version rule live here and
+are unit-tested everywhere. The calls into ``tensorrt`` live in ``trt_build`` (builder) and
+``trt_runner`` (runtime), which use these types:
 
-    builder -> network (ONNX parser) -> config (memory pool, precision flags, LayerNorm/softmax
-    kept FP32, profile, timing cache, INT8 entropy calibrator) -> serialized engine
+    builder -> network (ONNX parser) -> config (memory pool, precision flags, TF32 off for fp32,
+    LayerNorm/softmax kept FP32, profile, timing cache, INT8 entropy calibrator) -> serialized engine
 
 Beside every ``model.engine`` lies ``engine.json``: TensorRT version, GPU and compute capability,
 precision, profile and the source ONNX's sha256. An engine only runs on the GPU architecture and
@@ -25,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from .._atomic import atomic_file
 from .._version import __version__
 from .spec import ExportError, ExportSpec
 
@@ -40,7 +40,9 @@ INSTALL_HINT = "pip install 'mimzoo[gpu]'"
 # The TensorRT majors whose Python API mimzoo drives (10.x: BuilderFlag.FP16/INT8, IInt8EntropyCalibrator2,
 # per-layer precision). TensorRT 11 removed those (strongly typed networks only).
 SUPPORTED_TRT_MAJORS = (10,)
-SUPPORTED_TRT_RANGE = "tensorrt>=10.13.2,<11"
+# What the `gpu` extra pins: TensorRT 10 for torch's CUDA major (torch 2.14 wheels are CUDA 13 builds; the
+# first cu13 TensorRT wheel is 10.13.2).
+SUPPORTED_TRT_RANGE = "tensorrt-cu13>=10.13.2,<11"
 
 
 def version_problem(version: str) -> str | None:
@@ -123,17 +125,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def onnx_sha256(onnx_path: Path) -> str:
-    """sha256 of an ONNX model's graph and weights, ignoring its metadata_props.
+# ModelProto fields mimzoo itself rewrites after a build (metadata.embed_in_onnx, publishing): not the model
+ONNX_FIELDS_IGNORED = ("metadata_props", "producer_name", "producer_version")
 
-    The export report is written into the metadata after the engine is built (and rewritten again
-    when an export is published), so the engine's source hash must not depend on it.
+
+def onnx_sha256(onnx_path: Path) -> str:
+    """sha256 of an ONNX model's graph and weights, ignoring what mimzoo writes around them.
+
+    The export report is embedded after the engine is built (metadata_props, producer_name and
+    producer_version: see metadata.embed_in_onnx) and rewritten again when an export is published,
+    so the engine's source hash must not depend on any of ONNX_FIELDS_IGNORED.
     """
     from .._deps import require
 
     onnx = require("onnx")
     model = onnx.load(str(onnx_path), load_external_data=False)
-    del model.metadata_props[:]
+    for name in ONNX_FIELDS_IGNORED:
+        model.ClearField(name)
     h = hashlib.sha256(hashlib.sha256(model.SerializeToString()).hexdigest().encode())
     for extra in sorted(onnx_path.parent.glob(onnx_path.name + ".data*")):
         h.update(sha256_file(extra).encode())
@@ -156,6 +164,18 @@ def engine_cache_key(*, onnx_sha: str, precision: str, profile: Profile, trt_ver
 def timing_cache_path(cache_dir: Path, trt_version: str, compute_capability: str) -> Path:
     """Timing-cache file for one TensorRT version and GPU architecture (timings do not transfer)."""
     return Path(cache_dir) / f"timing-trt{trt_version}-sm{compute_capability.replace('.', '')}.cache"
+
+
+def calibration_cache_path(cache_dir: Path, *, onnx_sha: str, calibration: str) -> Path:
+    """INT8 calibration table for one model's weights (its ONNX sha) and one set of images.
+
+    The cache folder is shared by every build: keyed by the images alone, a second model of the same
+    architecture would reuse the first one's scales.
+
+    >>> calibration_cache_path(Path("c"), onnx_sha="a" * 64, calibration="b" * 16).name
+    'calibration-aaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb.cache'
+    """
+    return Path(cache_dir) / f"calibration-{onnx_sha[:16]}-{calibration}.cache"
 
 
 def engine_metadata(*, trt_version: str, compute_capability: str, gpu: str, precision: str, onnx_sha: str,
@@ -231,6 +251,12 @@ def trtexec_command(model: str, spec: ExportSpec, input_size: Sequence[int]) -> 
     return f"mimzoo export {model} -o {folder}{batch} && trtexec {' '.join(args)}"
 
 
+def runs_on_host(trt: Any) -> bool:
+    """True only for mimzoo's CPU test double of ``tensorrt`` (tests/trt_double), whose "device" pointers are
+    host memory; the real module has no such attribute, so on a GPU every path below is the CUDA one."""
+    return getattr(trt, "HOST_MEMORY_DOUBLE", False) is True
+
+
 def unavailable_reason() -> str | None:
     """Why TensorRT engines cannot be built or run here (None when they can)."""
     from .._deps import is_available
@@ -238,9 +264,14 @@ def unavailable_reason() -> str | None:
     if not is_available("tensorrt"):
         return "tensorrt is not installed"
     try:
-        import tensorrt  # noqa: F401  (the PyPI stub raises at import when the real wheel is missing)
-    except Exception as e:  # the stub raises plain exceptions, not ImportError
+        import tensorrt as trt
+    except Exception as e:  # the PyPI stub raises plain exceptions, not ImportError
         return f"tensorrt does not import ({type(e).__name__})"
+    problem = version_problem(getattr(trt, "__version__", "?"))
+    if problem:
+        return problem
+    if runs_on_host(trt):
+        return None
     if not is_available("torch"):
         return "torch is not installed"
     import torch
@@ -253,6 +284,8 @@ def unavailable_reason() -> str | None:
 def require_tensorrt(model: str, spec: ExportSpec, input_size: Sequence[int]) -> None:
     """Raise one line naming the install and the trtexec equivalent when TensorRT cannot run here."""
     reason = unavailable_reason()
+    if reason and reason.startswith("TensorRT "):  # installed, but a version mimzoo cannot drive
+        raise TensorRTUnavailableError(reason)
     if reason:
         raise TensorRTUnavailableError(f"TensorRT engines need TensorRT and an NVIDIA GPU ({reason}): "
                                        f"{INSTALL_HINT} on a GPU machine, or run: "
@@ -267,42 +300,9 @@ class BuildConfig:
     profile: Profile  # input shapes
     workspace_mib: int = 4096  # builder scratch memory limit
     timing_cache: Path | None = None  # read before and written after the build (shared between builds)
-    calibration_cache: Path | None = None  # INT8: calibration table, reused when the data are the same
+    calibration_cache: Path | None = None  # INT8: calibration table, reused for the same weights and images
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         return {**d, "profile": self.profile.to_dict(), "timing_cache": str(self.timing_cache or ""),
                 "calibration_cache": str(self.calibration_cache or "")}
-
-
-def build_engine(onnx_path: Path, engine_path: Path, cfg: BuildConfig, *,
-                 calibration: CalibrationBatches | None = None) -> dict[str, Any]:
-    """Build a TensorRT engine from `onnx_path`; write it and engine.json beside it; return the metadata.
-
-    >>> build_engine(Path("out/model.onnx"), Path("out/model.engine"),
-    ...              BuildConfig("fp16", profile_for(ExportSpec(), (3, 224, 224))))  # doctest: +SKIP
-    """
-    import tensorrt as trt
-
-    from . import trt_build
-
-    trt_logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(trt_logger)
-    network, _parser = trt_build.parse_onnx(trt, builder, trt_logger, onnx_path)
-    config = trt_build.make_config(trt, builder, network, cfg, calibration)
-    serialized = builder.build_serialized_network(network, config)
-    if serialized is None:
-        raise ExportError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
-    trt_build.save_timing_cache(config, cfg.timing_cache)
-    sm = trt_build.compute_capability()
-    onnx_sha = onnx_sha256(onnx_path)
-    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
-    key = engine_cache_key(onnx_sha=onnx_sha, precision=cfg.precision, profile=cfg.profile, trt_version=trt.__version__,
-                           compute_capability=sm, calibration=calibration.fingerprint() if calibration else None)
-    meta = engine_metadata(trt_version=trt.__version__, compute_capability=sm, gpu=trt_build.gpu_name(),
-                           precision=cfg.precision, onnx_sha=onnx_sha, profile=cfg.profile, outputs=outputs, cache_key=key)
-    with atomic_file(engine_path) as tmp:
-        tmp.write_bytes(bytes(serialized))
-    with atomic_file(engine_path.with_name(ENGINE_JSON)) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return meta

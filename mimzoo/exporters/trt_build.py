@@ -1,43 +1,64 @@
-"""The parts of a TensorRT build that talk to ``tensorrt`` and CUDA (run only where both exist).
+"""The parts of a TensorRT build that talk to ``tensorrt`` and the GPU.
 
 Written against TensorRT 10's documented Python API (``tensorrt.Builder``, ``OnnxParser``,
-``IBuilderConfig``, ``IInt8EntropyCalibrator2``); TensorRT 8.6/9 work too (explicit-batch flag).
-The module object ``trt`` is passed in, so nothing here imports tensorrt at module level.
+``IBuilderConfig``, ``IInt8EntropyCalibrator2``); other majors are refused before anything is built
+(:func:`~mimzoo.exporters.tensorrt.version_problem`). The module object ``trt`` is passed in, so
+nothing here imports tensorrt at module level. The types and plain rules come from ``tensorrt.py``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_file
 from .spec import ExportError
-from .tensorrt import BuildConfig, CalibrationBatches, fp32_layer_types, precision_flags
+from .tensorrt import (
+    ENGINE_JSON,
+    BuildConfig,
+    CalibrationBatches,
+    TensorRTUnavailableError,
+    engine_cache_key,
+    engine_metadata,
+    fp32_layer_types,
+    onnx_sha256,
+    precision_flags,
+    runs_on_host,
+    version_problem,
+)
 
 log = logging.getLogger(__name__)
 
 
-def compute_capability() -> str:
-    """"major.minor" of the current CUDA device, e.g. "9.0" for an H100."""
+def compute_capability(trt: Any = None) -> str:
+    """"major.minor" of the current CUDA device, e.g. "9.0" for an H100 (the test double's own on the CPU)."""
+    if trt is not None and runs_on_host(trt):
+        return str(trt.COMPUTE_CAPABILITY)
     import torch
 
     major, minor = torch.cuda.get_device_capability()
     return f"{major}.{minor}"
 
 
-def gpu_name() -> str:
+def gpu_name(trt: Any = None) -> str:
+    if trt is not None and runs_on_host(trt):
+        return str(trt.DEVICE_NAME)
     import torch
 
     return str(torch.cuda.get_device_name())
 
 
+def device_of(trt: Any) -> str:
+    """torch device of the engine's buffers: "cuda", or "cpu" for the host-memory test double."""
+    return "cpu" if runs_on_host(trt) else "cuda"
+
+
 def parse_onnx(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> tuple[Any, Any]:
-    """(network, parser): an explicit-batch network parsed from the ONNX file (external weights read
-    from beside it). Keep the parser alive as long as the network: it owns weights the network uses."""
-    major = int(trt.__version__.split(".")[0])
-    flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
-    network = builder.create_network(flags)
+    """(network, parser): a network parsed from the ONNX file (external weights read from beside it).
+    Keep the parser alive as long as the network: it owns weights the network uses."""
+    network = builder.create_network(0)  # TensorRT 10: explicit batch always (the flag is deprecated)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
@@ -64,6 +85,8 @@ def make_config(trt: Any, builder: Any, network: Any, cfg: BuildConfig, calibrat
     """Builder config: memory pool, precision flags, FP32 pins, the profile, timing cache, calibrator."""
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, cfg.workspace_mib << 20)
+    if cfg.precision == "fp32":  # TF32 is on by default and rounds matmul inputs to 10 mantissa bits
+        config.clear_flag(trt.BuilderFlag.TF32)
     for flag in precision_flags(cfg.precision):
         config.set_flag(getattr(trt.BuilderFlag, flag))
     pin_fp32_layers(trt, network, cfg.precision)
@@ -88,8 +111,10 @@ def save_timing_cache(config: Any, path: Path | None) -> None:
 
 
 def entropy_calibrator(trt: Any, batches: CalibrationBatches, cache: Path | None) -> Any:
-    """An ``IInt8EntropyCalibrator2`` feeding `batches` from GPU memory, with an on-disk cache."""
+    """An ``IInt8EntropyCalibrator2`` feeding `batches` from device memory, with an on-disk cache."""
     import torch
+
+    device = device_of(trt)
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:
@@ -104,7 +129,7 @@ def entropy_calibrator(trt: Any, batches: CalibrationBatches, cache: Path | None
             x = next(self._it, None)
             if x is None:
                 return None
-            self._device = torch.from_numpy(x).cuda()
+            self._device = torch.from_numpy(x).to(device)
             return [int(self._device.data_ptr())]
 
         def read_calibration_cache(self) -> bytes | None:
@@ -116,3 +141,39 @@ def entropy_calibrator(trt: Any, batches: CalibrationBatches, cache: Path | None
                     tmp.write_bytes(bytes(data))
 
     return _Calibrator()
+
+
+def build_engine(onnx_path: Path, engine_path: Path, cfg: BuildConfig, *,
+                 calibration: CalibrationBatches | None = None) -> dict[str, Any]:
+    """Build a TensorRT engine from `onnx_path`; write it and engine.json beside it; return the metadata.
+
+    `onnx_path` must be final: its hash (which ignores the metadata mimzoo embeds later) is recorded.
+
+    >>> build_engine(Path("out/model.onnx"), Path("out/model.engine"),
+    ...              BuildConfig("fp16", profile_for(ExportSpec(), (3, 224, 224))))  # doctest: +SKIP
+    """
+    import tensorrt as trt
+
+    problem = version_problem(trt.__version__)
+    if problem:  # 11.x removed the precision flags and the calibrator this builder uses
+        raise TensorRTUnavailableError(problem)
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
+    network, _parser = parse_onnx(trt, builder, trt_logger, onnx_path)
+    config = make_config(trt, builder, network, cfg, calibration)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError(f"TensorRT could not build an engine from {onnx_path} (see the TensorRT log above)")
+    save_timing_cache(config, cfg.timing_cache)
+    sm = compute_capability(trt)
+    onnx_sha = onnx_sha256(onnx_path)
+    outputs = [network.get_output(i).name for i in range(network.num_outputs)]
+    key = engine_cache_key(onnx_sha=onnx_sha, precision=cfg.precision, profile=cfg.profile, trt_version=trt.__version__,
+                           compute_capability=sm, calibration=calibration.fingerprint() if calibration else None)
+    meta = engine_metadata(trt_version=trt.__version__, compute_capability=sm, gpu=gpu_name(trt),
+                           precision=cfg.precision, onnx_sha=onnx_sha, profile=cfg.profile, outputs=outputs, cache_key=key)
+    with atomic_file(engine_path) as tmp:
+        tmp.write_bytes(bytes(serialized))
+    with atomic_file(engine_path.with_name(ENGINE_JSON)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return meta
