@@ -338,3 +338,121 @@ def test_torchscript_archive_is_refused_not_run(tmp_path):
 
     with pytest.raises(InertCheckpointError, match="TorchScript"):
         load_with_inert_configs(str(path))
+
+
+# --- SimMIM's save_checkpoint: a yacs CfgNode (with sets in its __dict__) pickled at protocol 2 -------------------
+
+YACS_SHAPED = '''
+import os
+
+
+class CfgNode(dict):
+    """Shaped like yacs.config.CfgNode: a dict with attribute access, its flags in __dict__ (a set among them).
+    Any of its code running while a checkpoint is *read* leaves a marker."""
+
+    IMMUTABLE, DEPRECATED_KEYS, RENAMED_KEYS, NEW_ALLOWED = ("__immutable__", "__deprecated_keys__",
+                                                            "__renamed_keys__", "__new_allowed__")
+
+    def __init__(self, init_dict=None, key_list=None, new_allowed=False):
+        init_dict = {} if init_dict is None else init_dict
+        for k, v in init_dict.items():
+            if type(v) is dict:
+                init_dict[k] = CfgNode(v, new_allowed=new_allowed)
+        super().__init__(init_dict)
+        self.__dict__[CfgNode.IMMUTABLE] = False
+        self.__dict__[CfgNode.DEPRECATED_KEYS] = {"MODEL.OLD_KEY"}
+        self.__dict__[CfgNode.RENAMED_KEYS] = {"EXAMPLE.OLD.KEY": ("EXAMPLE.NEW.KEY", "renamed")}
+        self.__dict__[CfgNode.NEW_ALLOWED] = new_allowed
+
+    def __getattr__(self, name):
+        if name in self:
+            return self[name]
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        self._ran()
+        self[name] = value
+
+    def __setstate__(self, state):
+        self._ran()
+
+    def __setitem__(self, key, value):
+        if "MARKER" in os.environ and os.environ.get("READING"):
+            self._ran()
+        super().__setitem__(key, value)
+
+    def _ran(self):
+        if os.environ.get("READING"):
+            open(os.environ["MARKER"], "w").close()
+
+    def freeze(self):
+        self.__dict__[CfgNode.IMMUTABLE] = True
+        for v in self.values():
+            if isinstance(v, CfgNode):
+                v.freeze()
+'''
+
+SIMMIM_SAVE = """
+import sys, torch
+from yacs.config import CfgNode
+config = CfgNode({"MODEL": {"TYPE": "swin", "NAME": "simmim_pretrain"}, "DATA": {"IMG_SIZE": 192, "MASK_RATIO": 0.6},
+                  "AMP_OPT_LEVEL": "O1", "OUTPUT": "output/simmim_pretrain"})
+config.freeze()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+model(torch.randn(2, 4)).sum().backward()
+optimizer.step()
+lr_scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
+# as microsoft/SimMIM utils.save_checkpoint builds it
+save_state = {'model': model.state_dict(), 'optimizer': optimizer.state_dict(), 'lr_scheduler': lr_scheduler.state_dict(),
+              'max_accuracy': 0.0, 'epoch': 99, 'config': config}
+torch.save(save_state, sys.argv[1])
+torch.save(model.state_dict(), sys.argv[2])
+"""
+
+
+def test_simmim_checkpoint_with_yacs_config_loads(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    fake = tmp_path / "fake"
+    (fake / "yacs").mkdir(parents=True)
+    (fake / "yacs" / "__init__.py").write_text("")
+    (fake / "yacs" / "config.py").write_text(YACS_SHAPED)
+    ckpt, plain, marker = tmp_path / "ckpt_epoch_99.pth", tmp_path / "weights.pth", tmp_path / "ran"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), os.environ.get("PYTHONPATH", "")]),
+           "MARKER": str(marker)}
+    r = subprocess.run([sys.executable, "-c", SIMMIM_SAVE, str(ckpt), str(plain)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    data = zipfile.ZipFile(ckpt).read("ckpt_epoch_99/data.pkl")
+    assert data[:2] == b"\x80\x02" and b"yacs.config\nCfgNode\n" in data and b"__builtin__\nset\n" in data
+    monkeypatch.setenv("MARKER", str(marker))
+    monkeypatch.setenv("READING", "1")
+
+    sd = read_checkpoint(ckpt)  # yacs is not importable here, and its code must not run
+    want = torch.load(plain, weights_only=True)
+    assert list(sd) == list(want) and all(torch.equal(sd[k], want[k]) for k in want)
+    assert not marker.exists()
+
+    from mimzoo.weights.unpickle import InertConfig, load_with_inert_configs
+
+    full = load_with_inert_configs(str(ckpt))
+    cfg = full["config"]
+    assert type(cfg) is InertConfig and type(cfg["MODEL"]) is InertConfig
+    assert cfg["MODEL"]["TYPE"] == "swin" and cfg["DATA"]["MASK_RATIO"] == 0.6 and cfg["AMP_OPT_LEVEL"] == "O1"
+    assert cfg.state["__deprecated_keys__"] == {"MODEL.OLD_KEY"} and cfg.state["__immutable__"] is True
+    assert full["epoch"] == 99 and full["optimizer"]["param_groups"][0]["lr"] == 1e-4
+    assert not marker.exists()
+
+
+def test_python2_names_are_mapped_before_the_allow_list():
+    from mimzoo.weights.unpickle import InertCheckpointError, loads, map_python2_name
+
+    assert map_python2_name("__builtin__", "set") == ("builtins", "set")
+    assert map_python2_name("copy_reg", "_reconstructor") == ("copyreg", "_reconstructor")
+    assert loads(b"\x80\x02" + _global("__builtin__", "set") + _ops(([1, 2],)) + pickle.REDUCE + pickle.STOP) == {1, 2}
+    # mapping never widens the list: the mapped name is checked like any other
+    with pytest.raises(InertCheckpointError, match="copyreg._reconstructor"):
+        loads(b"\x80\x02" + _global("copy_reg", "_reconstructor") + pickle.STOP)
