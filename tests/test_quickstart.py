@@ -54,23 +54,31 @@ def test_quickstart_refuses_a_folder_it_did_not_write(tmp_path):
     precious.write_text("keep me")
     r = run_cli("quickstart", "-o", str(tmp_path), env=NO_NETWORK)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "--overwrite" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "choose another -o" in r.stderr
     assert "Traceback" not in r.stderr
     assert precious.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
-def test_a_rerun_replaces_the_previous_artifacts_and_keeps_the_feature_cache(tmp_path):
-    from mimzoo.api.quickstart import MARKER, _prepare
+def test_an_interrupted_rerun_keeps_the_previous_results_and_a_plain_rerun_works(quickstart_run, tmp_path):
+    import shutil
 
-    (tmp_path / MARKER).write_text("{}")
-    (tmp_path / "onnx-fp32").mkdir()
-    (tmp_path / "onnx-fp32" / "model.onnx").write_bytes(b"old")
-    (tmp_path / "eval.json").write_text("[]")
-    (tmp_path / "cache").mkdir()
-    (tmp_path / "cache" / "features.safetensors").write_bytes(b"cached")
-    _prepare(tmp_path, overwrite=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]
-    assert (tmp_path / "cache" / "features.safetensors").read_bytes() == b"cached"
+    from mimzoo.api.quickstart import QuickstartConfig, quickstart
+    from tests.faults.trial import snapshot
+
+    out = shutil.copytree(quickstart_run[0], tmp_path / "qs")
+    before = snapshot(out)
+
+    def interrupt(line):  # Ctrl-C once the new run has written its export
+        if line.startswith("[4/7]"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        quickstart(QuickstartConfig(output=str(out), bench_iters=2), progress=interrupt)
+    assert snapshot(out) == before and sorted(p.name for p in tmp_path.iterdir()) == ["qs"]
+    report = quickstart(QuickstartConfig(output=str(out), bench_iters=2), progress=lambda line: None)
+    assert report.ok and (out / "quickstart.json").read_bytes() != before["quickstart.json"]
+    assert {k for k in snapshot(out) if k.startswith("cache/")} == {k for k in before if k.startswith("cache/")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qs"]  # no temp folder, no lock file left
 
 
 def test_default_repo_ids_are_valid_hub_names():

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._atomic import atomic_file
+from .._atomic import atomic_dir, atomic_file
+from .._lock import output_lock
+from .._outputs import check_replaceable, sweep_stale
 from ..errors import MimzooError
 
 log = logging.getLogger(__name__)
 
-MARKER = "quickstart.json"  # written last; its presence says the folder is quickstart's to replace
-# what a rerun replaces; the feature cache (cache/) is kept, so a rerun's probes cost nothing
-ARTIFACTS = ("eval.json", "onnx-fp32", "bench.md", "inputs", "reconstruction.png", "hub-folder", MARKER)
+MARKER = "quickstart.json"  # the run's summary (mimzoo's .mimzoo-output.json says whose the folder is)
+# a rerun replaces the folder whole; the feature cache (cache/) moves on, so a rerun's probes cost nothing
 NEXT_STEPS = (
     "mimzoo list                                   # the whole zoo: methods, variants, licenses, paper numbers",
     "mimzoo info mae-vit-b                         # weights, provenance and layouts of one model",
@@ -85,7 +86,8 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
 
     Args:
         config: model, data and output folder (defaults: the bundled mae-vit-digits on digits, offline).
-        overwrite: replace `config.output` even if it was not written by a quickstart.
+        overwrite: kept for compatibility: a previous quickstart's folder is replaced without it, and a
+            folder holding other files is never replaced.
         progress: called with one line per step (the CLI prints them on stderr).
 
     Returns:
@@ -96,37 +98,38 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
     ['load', 'k-NN probe']
     """
     say = progress or log.info
-    out = _prepare(Path(config.output), overwrite)
-    run = _Runner(config, out, say)
-    for step in (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish):
-        step()
-    report = QuickstartReport(output=out, steps=tuple(run.steps), figures=run.figures)
-    with atomic_file(out / MARKER) as tmp:
-        Path(tmp).write_text(json.dumps({"config": asdict(config), "steps": report.rows(),
-                                         "figures": run.figures}, indent=2, default=str) + "\n")
+    out = Path(config.output)
+    with output_lock(out):  # one quickstart per folder at a time; a killed one's leftovers go first
+        _check_output(out)
+        # the new run is built in a temp folder and swapped in only once complete: an interrupted
+        # run leaves the previous results (and their marker) as they were, and a plain rerun works
+        with atomic_dir(out, overwrite=True, kind="quickstart") as tmp:
+            run = _Runner(config, tmp, say, cache=out / "cache")
+            for step in (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish):
+                step()
+            report = QuickstartReport(output=out, steps=tuple(run.steps), figures=run.figures)
+            with atomic_file(tmp / MARKER) as summary:
+                Path(summary).write_text(json.dumps({"config": asdict(config), "steps": report.rows(),
+                                                     "figures": run.figures}, indent=2, default=str) + "\n")
+            if (out / "cache").is_dir():  # the feature cache moves on with the results
+                os.replace(out / "cache", tmp / "cache")
     return report
 
 
-def _prepare(out: Path, overwrite: bool) -> Path:
-    """Make `out` ready: new, empty, or a previous quickstart's (whose artifacts are replaced)."""
+def _check_output(out: Path) -> None:
+    """`out` may be new, empty, or a previous quickstart's (replaced once the new run is complete);
+    a folder holding anything else is refused, whatever `overwrite` says."""
+    sweep_stale(out)
     if out.exists() and not out.is_dir():
         raise QuickstartError(f"{out} is a file; pass another folder with --output")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file() and not overwrite:
-        raise QuickstartError(f"{out} exists and was not written by quickstart; pass another --output or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    for path in (out / name for name in ARTIFACTS):  # a rerun never mixes old and new artifacts
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    return out
+    check_replaceable(out, "quickstart", flag="quickstart")
 
 
 class _Runner:
     """The quickstart's steps; each appends one :class:`Step` and keeps its figures."""
 
-    def __init__(self, config: QuickstartConfig, out: Path, say: Callable[[str], None]):
-        self.cfg, self.out, self.say = config, out, say
+    def __init__(self, config: QuickstartConfig, out: Path, say: Callable[[str], None], cache: Path):
+        self.cfg, self.out, self.say, self.cache = config, out, say, cache
         self.steps: list[Step] = []
         self.figures: dict[str, Any] = {}
         self.encoder: Any = None
@@ -160,7 +163,7 @@ class _Runner:
         records: dict[str, Any] = {}
 
         def run_all() -> tuple[str, bool]:
-            recs = mimzoo.evaluate(self.cfg.model, ["knn", "linear"], self.cfg.data, cache_dir=self.out / "cache",
+            recs = mimzoo.evaluate(self.cfg.model, ["knn", "linear"], self.cfg.data, cache_dir=self.cache,
                                    output=self.out / "eval.json")
             records.update({r.task: r for r in recs})
             return _top(records["knn"]), True

@@ -20,7 +20,7 @@ COLUMNS = [("step", "step"), ("result", "result"), ("seconds", "s"), ("ok", "ok"
 @click.option("--data", default="digits", show_default=True, help="Eval and verification data spec.")
 @click.option("--repo", metavar="ORG/NAME",
               help="Hub repo id written into the dry-run folder's model card (default: your-name/<model name>).")
-@click.option("--overwrite", is_flag=True, help="Replace --output even if quickstart did not write it.")
+@click.option("--overwrite", is_flag=True, help="Not needed: a previous quickstart's folder is replaced; a folder with other files never is.")
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="Threads of both bench backends (default 1: steady figures on a busy machine).")
 def quickstart(output: str, model: str, data: str, repo: str, overwrite: bool, threads: int | None) -> None:
