@@ -7,7 +7,7 @@ from typing import Any
 from ..recipe import Recipe
 
 
-def build_objective(recipe: Recipe, encoder: Any, *, trained: bool = False) -> Any:
+def build_objective(recipe: Recipe, encoder: Any, *, trained: bool | None = None) -> Any:
     """The pretraining model a recipe describes, around a mimzoo encoder.
 
     Args:
@@ -15,7 +15,8 @@ def build_objective(recipe: Recipe, encoder: Any, *, trained: bool = False) -> A
         encoder: a :class:`~mimzoo.encoders.encoder.Encoder` (e.g. ``mimzoo.load(name, pretrained=False)``);
             its timm model becomes ``objective.encoder`` and is trained in place.
         trained: the encoder holds trained weights (pictures, continued training): keep its position
-            embeddings instead of resetting them to fixed sin-cos ones.
+            embeddings instead of resetting them to fixed sin-cos ones. None (default): decide from the
+            encoder's provenance: weights were loaded into it (``encoder.info.weights`` reports tensors).
 
     Returns:
         An :class:`~mimzoo.pretrain.models.objectives.Objective`; ``objective(images, masks)`` is the loss,
@@ -33,6 +34,8 @@ def build_objective(recipe: Recipe, encoder: Any, *, trained: bool = False) -> A
 
     recipe = recipe.validate()
     model, pp, dec = encoder.model, encoder.preprocess, recipe.decoder
+    if trained is None:
+        trained = holds_loaded_weights(encoder)
     if dec.kind == "fcmae":
         patch = total_stride(model)
         grid = (pp.input_size[1] // patch, pp.input_size[2] // patch)
@@ -54,3 +57,9 @@ def build_objective(recipe: Recipe, encoder: Any, *, trained: bool = False) -> A
         predictor = Predictor(dim, grid, dim=dec.dim, depth=dec.depth, heads=dec.heads, mlp_ratio=dec.mlp_ratio)
         return O.JointEmbeddingPredictive(*common, predictor)
     return O.FCMAE(*common, FCMAEDecoder(dim, target.dim, dim=dec.dim, depth=dec.depth))
+
+
+def holds_loaded_weights(encoder: Any) -> bool:
+    """Whether weights were loaded into ``encoder`` (its provenance reports tensors), i.e. not a fresh init."""
+    report = getattr(getattr(encoder, "info", None), "weights", None)
+    return bool(report is not None and getattr(report, "tensors", 0))

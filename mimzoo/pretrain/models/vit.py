@@ -176,7 +176,8 @@ def _norm(x: torch.Tensor, kind: str) -> torch.Tensor:
 def sincos_2d(dim: int, grid: tuple[int, int], prefix: int = 0) -> torch.Tensor:
     """Fixed 2-D sin-cos position embeddings ``[1, prefix + h*w, dim]`` (zeros for prefix tokens).
 
-    The first half of the channels encodes the row, the second half the column; each half is
+    Official MAE's layout (``get_2d_sincos_pos_embed``, also I-JEPA's): tokens in raster order, the
+    first half of the channels encodes the **column**, the second half the row; each half is
     ``[sin, cos]`` of the position times ``1 / 10000^(k / (dim/4))``.
     """
     if dim % 4:
@@ -185,7 +186,7 @@ def sincos_2d(dim: int, grid: tuple[int, int], prefix: int = 0) -> torch.Tensor:
     freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
     rows = torch.arange(h, dtype=torch.float64).repeat_interleave(w)[:, None] * freqs  # [L, dim/4]
     cols = torch.arange(w, dtype=torch.float64).repeat(h)[:, None] * freqs
-    emb = torch.cat([rows.sin(), rows.cos(), cols.sin(), cols.cos()], dim=1)  # [L, dim]
+    emb = torch.cat([cols.sin(), cols.cos(), rows.sin(), rows.cos()], dim=1)  # [L, dim]
     emb = torch.cat([torch.zeros(prefix, dim, dtype=torch.float64), emb])
     return emb.float().unsqueeze(0)
 
