@@ -34,8 +34,8 @@ NOT covered, so the tests do not exercise these client paths:
   copies between repos, tags, gated or disabled repos, datasets and spaces, paginated listings,
   rate limits.
 
-Faults for failure tests: ``hub.fail("lfs-put" | "commit" | "preupload" | "lfs-batch", status)``
-makes the next such request fail with ``status``.
+Faults for failure tests: ``hub.fail("lfs-put" | "commit" | "preupload" | "lfs-batch" | "resolve" |
+"create-repo" | "model-info", status)`` makes the next such request answer ``status`` (400, 500, ...).
 """
 
 from __future__ import annotations
@@ -154,6 +154,16 @@ class HubStandIn:
     def fail(self, route: str, status: int = 500, times: int = 1) -> None:
         """Make the next `times` requests of `route` answer `status`."""
         self._faults.setdefault(route, []).extend([status] * times)
+
+    def put(self, repo_id: str, files: dict[str, bytes], *, private: bool = False, title: str = "seed") -> str:
+        """Commit `files` to `repo_id`'s main branch directly (creating the repo), as a test's starting point."""
+        with self.lock:
+            repo = self.repos.get(repo_id) or self.create_repo(repo_id, private)
+            parent = repo.commits[repo.branches["main"]]
+            blobs = {p: Blob(d, p.endswith(LFS_SUFFIXES) or len(d) >= LFS_MIN_SIZE) for p, d in files.items()}
+            commit = self._new_commit(repo, parent.oid, title, {**parent.files, **blobs})
+            repo.branches["main"] = commit.oid
+            return commit.oid
 
     def head(self, repo_id: str, branch: str = "main") -> str:
         return self.repos[repo_id].branches[branch]
@@ -340,6 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- repos ------------------------------------------------------------------------------------
     def _create_repo(self) -> None:
+        self.hub._take_fault("create-repo")
         body = self._payload()
         namespaces = self._namespaces()
         org, name = body.get("organization"), body.get("name")
@@ -363,6 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
         return f"http://{self.headers.get('Host')}"
 
     def _model_info(self, repo: str, rev: str = "main") -> None:
+        self.hub._take_fault("model-info")
         r = self._readable(repo)
         commit = self._commit_at(r, rev)
         self._json({
@@ -521,6 +533,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- downloads --------------------------------------------------------------------------------
     def _resolve(self, repo: str, rev: str, path: str) -> None:
+        self.hub._take_fault("resolve")
         head = self.command == "HEAD"
         r = self._readable(repo)
         commit = self._commit_at(r, rev)

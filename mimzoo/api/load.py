@@ -208,6 +208,7 @@ def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> A
     from ..hub.folder import read_config, weights_file
 
     cfg = read_config(folder)
+    _check_arch(cfg.arch, source)
     _check_preprocess(cfg.preprocess, source)
     check_img_size(cfg.arch, cfg.model_args, img_size, owner=source)
     wfile = Path(weights) if weights is not None else weights_file(folder)
@@ -227,6 +228,22 @@ def _load_folder(folder: Path, *, img_size: Any, source: str, weights: Any) -> A
         extra=_carried_extra(block),
     )
     return Encoder(model, preprocess, info)
+
+
+def _check_arch(arch: str, source: str) -> None:
+    """Refuse a config naming an architecture this timm does not have: the config is at fault, unless the
+    name belongs to a family timm knows (then a newer timm may have added it)."""
+    from .._deps import require
+
+    timm = require("timm")
+    if not isinstance(arch, str) or not arch or timm.is_model(arch):
+        return
+    family = arch.split(".")[0].split("_")[0]
+    known = bool(family) and bool(timm.list_models(f"{family}*"))
+    hint = (f"if it is a newer {family} model, upgrade timm (pip install -U timm); otherwise fix 'architecture' "
+            "in that config.json" if known else "fix 'architecture' in that config.json (e.g. vit_base_patch16_224)")
+    raise ModelFolderError(f"config.json of {source} names architecture '{arch}' that timm {timm.__version__} does "
+                           f"not have; {hint}")
 
 
 def _check_preprocess(pp: Any, source: str) -> None:

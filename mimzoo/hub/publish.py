@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,15 +66,38 @@ class PublishResult:
         return f"hf-hub:{self.repo_id}@{self.commit}" if self.commit else f"hf-hub:{self.repo_id}"
 
 
+def staging_root() -> Path:
+    """Where a publish without -o stages its repo folder: ``$MIMZOO_CACHE/staging`` (else
+    ``~/.cache/mimzoo/staging``), mimzoo's own area, never the shared /tmp."""
+    from ..weights.url_download import weights_cache_dir
+
+    return weights_cache_dir().parent / "staging"
+
+
+@contextlib.contextmanager
+def staging_folder(kind: str) -> Iterator[Path]:
+    """A private folder under :func:`staging_root` for the block, removed when it ends. What a killed
+    run left there (its process is gone) is removed first, by whichever publish or release runs next."""
+    from .._outputs import sweep_temps, temp_name
+
+    root = staging_root()
+    root.mkdir(parents=True, exist_ok=True)
+    sweep_temps(root)
+    tmp = root / temp_name(kind, "tmp", uuid.uuid4().hex[:8])
+    tmp.mkdir(mode=0o700)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def repo_folder(output: str | Path | None, *, overwrite: bool = False) -> Iterator[Path]:
-    """A folder to write the repo into: `output` (appearing complete or not at all) or a temporary one."""
+    """A folder to write the repo into: `output` (appearing complete or not at all) or a staging folder
+    (:func:`staging_folder`)."""
     if output is None:
-        tmp = Path(tempfile.mkdtemp(prefix="mimzoo-publish-"))
-        try:
+        with staging_folder("publish") as tmp:
             yield tmp
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return
     try:
         with atomic_dir(output, overwrite=overwrite, kind="hub-folder") as tmp:
@@ -110,8 +133,12 @@ def upload(
     message: str,
     rerun: str,
 ) -> tuple[str, str | None, str]:
-    """Upload `files` of `folder` to `repo_id@revision` as one commit; returns (commit, previous head, url)."""
-    hf = require("huggingface_hub")
+    """Upload `files` of `folder` to `repo_id@revision` as one commit; returns (commit, previous head, url).
+
+    Every request is bounded by HF_HUB_ETAG_TIMEOUT (connecting) and HF_HUB_DOWNLOAD_TIMEOUT (waiting)."""
+    from ..weights.hub_client import hub
+
+    hf = hub()
     api = hf.HfApi(endpoint=endpoint, token=token, library_name="mimzoo", library_version=__version__)
     where = f"{repo_id}@{revision}"
     step = _Step(api, repo_id, revision, rerun, token)
@@ -176,9 +203,16 @@ def _reason(e: Exception, endpoint: str, repo_id: str) -> str:
         return f"the token has no write access to '{org}' (403)"
     if status == 412:
         return "someone else committed to the branch meanwhile (412)"
-    if type(e).__name__ in ("ConnectError", "ConnectTimeout", "OfflineModeIsEnabled"):
-        return f"cannot reach the Hub at {endpoint}: check the network, HF_ENDPOINT or --endpoint, and HF_HUB_OFFLINE"
+    from ..weights.hub_client import network_failure
+
+    failure = network_failure(e, endpoint, "HF_HUB_DOWNLOAD_TIMEOUT")
+    if failure is not None:
+        return failure
+    if type(e).__name__ == "OfflineModeIsEnabled":
+        return f"offline mode is on (HF_HUB_OFFLINE=1): unset it to publish to {endpoint}"
     first = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)
+    if isinstance(status, int):
+        return f"the Hub at {endpoint} answered HTTP {status}: {first}"
     return f"{first} [{type(e).__name__}]"
 
 

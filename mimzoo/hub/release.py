@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -214,11 +213,10 @@ def _work_dir(workdir: str | Path | None) -> Iterator[Path]:
         path.mkdir(parents=True, exist_ok=True)
         yield path
         return
-    tmp = Path(tempfile.mkdtemp(prefix="mimzoo-release-"))
-    try:
+    from .publish import staging_folder
+
+    with staging_folder("release") as tmp:  # in mimzoo's cache, swept if a run is killed; never /tmp
         yield tmp
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- the plan: one step per row --------------------------------------------------------------------

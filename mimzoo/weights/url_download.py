@@ -5,7 +5,9 @@ else ``~/.cache/mimzoo/weights``), under a name made of a digest of the URL and 
 basename, so nothing in a URL can place a file outside that folder. A download streams into a
 temporary file that is renamed into place only when complete (and, when an sha256 is declared,
 verified). Offline mode (``HF_HUB_OFFLINE=1``, the switch mimzoo honours for the Hub too) serves
-cached files only. Only the standard library is used (urllib).
+cached files only. Every network operation waits at most ``HF_HUB_DOWNLOAD_TIMEOUT`` seconds (30 by
+default), the same bound as Hub downloads; a timeout names the server and that variable. Only the
+standard library is used (urllib).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from .._atomic import atomic_file
 from ..errors import WeightsError, WeightsNotAvailableError
 from .download import is_offline
+from .hub_client import timeout_s
 from .read import sha256_of
 
 log = logging.getLogger(__name__)
@@ -72,7 +75,7 @@ def url_download(
     *,
     sha256: str | None = None,
     cache_dir: str | Path | None = None,
-    timeout: float = 60.0,
+    timeout: float | None = None,
 ) -> Path:
     """Download `url` into mimzoo's weights cache (or reuse the cached copy) and return its local path.
 
@@ -80,7 +83,8 @@ def url_download(
         url: an ``http://`` or ``https://`` URL.
         sha256: expected hex digest; a mismatching file is removed and an error names both digests.
         cache_dir: cache folder to use; None uses :func:`weights_cache_dir`.
-        timeout: seconds to wait for the server to answer (per network operation).
+        timeout: seconds to wait for the server to answer (per network operation); None reads
+            ``HF_HUB_DOWNLOAD_TIMEOUT`` (default 30).
 
     Raises:
         WeightsNotAvailableError: not cached, and offline mode is on or the server cannot be reached.
@@ -97,7 +101,7 @@ def url_download(
         return path
     if offline_mode():
         raise _not_available(url, path.parent, "offline mode is on (HF_HUB_OFFLINE=1)")
-    _fetch(url, path, sha256, timeout)
+    _fetch(url, path, sha256, timeout if timeout is not None else timeout_s("HF_HUB_DOWNLOAD_TIMEOUT"))
     return path
 
 
@@ -146,7 +150,15 @@ def _open(url: str, timeout: float, cache: Path):  # noqa: ANN202 - an http.clie
         ) from e
     except (urllib.error.URLError, OSError) as e:  # DNS failure, refused connection, timeout: no network
         reason = getattr(e, "reason", e)
+        if isinstance(reason, TimeoutError) or isinstance(e, TimeoutError):
+            raise _not_available(url, cache, _silent(url, timeout)) from e
         raise _not_available(url, cache, f"the server is unreachable ({reason})") from e
+
+
+def _silent(url: str, timeout: float) -> str:
+    host = urllib.parse.urlsplit(url).netloc
+    return (f"the server {host} did not answer within {timeout:g} s (HF_HUB_DOWNLOAD_TIMEOUT; raise it if "
+            "the server is only slow)")
 
 
 def _fetch(url: str, path: Path, sha256: str | None, timeout: float) -> None:
@@ -157,7 +169,7 @@ def _fetch(url: str, path: Path, sha256: str | None, timeout: float) -> None:
         h, done, last = hashlib.sha256(), 0, time.monotonic()
         with atomic_file(path) as tmp:
             with tmp.open("wb") as f:
-                while block := _read(response, url):
+                while block := _read(response, url, timeout):
                     f.write(block)
                     h.update(block)
                     done += len(block)
@@ -171,9 +183,11 @@ def _fetch(url: str, path: Path, sha256: str | None, timeout: float) -> None:
     log.info("downloaded %s (%s)", url, _progress(done, total))
 
 
-def _read(response, url: str) -> bytes:  # noqa: ANN001 - an http.client.HTTPResponse
+def _read(response, url: str, timeout: float) -> bytes:  # noqa: ANN001 - an http.client.HTTPResponse
     try:
         return response.read(_CHUNK)
+    except TimeoutError as e:
+        raise WeightsError(f"download of {url} stalled: {_silent(url, timeout)}; retry") from e
     except (OSError, http.client.HTTPException) as e:  # connection reset, timed out, bad chunking
         raise WeightsError(f"download of {url} failed mid-transfer ({e}); retry") from e
 
