@@ -92,7 +92,8 @@ def _entry_point_site(site: Path) -> Path:
     info = site / "mimzoo_checkout-0.0.dist-info"
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mimzoo-checkout\nVersion: 0.0\n")
-    lines = [ln for ln in (table.group(1) if table else "").splitlines() if "=" in ln and not ln.startswith("#")]
+    lines = [ln.replace('"', "") for ln in (table.group(1) if table else "").splitlines()
+             if "=" in ln and not ln.startswith("#")]  # TOML `mae = "mimzoo_mae:METHOD"` -> INI
     (info / "entry_points.txt").write_text("[mimzoo.methods]\n" + "\n".join(lines) + "\n")
     return site
 
