@@ -52,10 +52,14 @@ def temp_name(name: str, kind: str, tag: str) -> str:
     return f".{name}.{kind}-{os.getpid()}-{tag}"
 
 
-def write_marker(folder: Path, kind: str, **info: Any) -> None:
-    """Write the marker into `folder` (call it last: it says the folder is complete)."""
+def marker_text(kind: str, **info: Any) -> str:
     data = {"kind": kind, "mimzoo_version": __version__, **info}
-    (folder / MARKER).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return json.dumps(data, indent=2, allow_nan=False) + "\n"
+
+
+def write_marker(folder: Path, kind: str, **info: Any) -> None:
+    """Write the marker into (temporary) `folder`; call it last: it says the folder is complete."""
+    (folder / MARKER).write_text(marker_text(kind, **info), encoding="utf-8")
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
@@ -73,7 +77,7 @@ def foreign_entries(folder: Path, kind: str) -> list[str]:
     if marker is not None:
         return [] if marker["kind"] == kind else [f"{MARKER} of a {marker['kind']} output"]
     known = KNOWN_NAMES.get(kind, frozenset())
-    return sorted(p.name for p in folder.iterdir() if p.name not in known)
+    return sorted(p.name for p in folder.iterdir() if p.name not in known and not _TEMP.match(p.name))
 
 
 def check_replaceable(folder: str | Path, kind: str, *, flag: str = "--overwrite") -> None:

@@ -204,3 +204,46 @@ def test_fp16_steps_whose_gradients_overflow_are_skipped(tmp_path, monkeypatch):
     state = torch.load(tmp_path / "o" / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["scaler"]
     assert state["scale"] < 2.0 ** 40 and state["_growth_tracker"] < run.steps  # it backed off, and recently
     assert all(torch.isfinite(v).all() for v in _weights(tmp_path / "o").values())
+
+
+def _strict_json(text: str):
+    """json.loads that refuses NaN/Infinity (which are not JSON, whatever Python's json module writes)."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_resume_of_a_finished_run_is_a_no_op_that_says_so(tmp_path, caplog):
+    from tests.faults.trial import snapshot
+
+    out = tmp_path / "run"
+    first = pretrain(_config(MAE, out, max_steps=2, log_every=1))
+    before = snapshot(out)
+    with caplog.at_level("WARNING", logger="mimzoo.pretrain.trainer"):
+        again = pretrain(_config(MAE, out, max_steps=2, log_every=1, resume=True))
+    assert "finished all 2 steps already; nothing to do" in caplog.text
+    assert again.steps == 2 and again.loss == pytest.approx(first.loss)
+    assert snapshot(out) == before  # nothing rewritten, least of all a "final_loss": NaN
+    assert _strict_json((out / "config.json").read_text())["mimzoo"]["pretrain"]["final_loss"] == pytest.approx(first.loss)
+
+
+def test_a_torn_last_log_line_is_dropped_on_resume_with_a_warning(tmp_path, caplog):
+    out = tmp_path / "run"
+    pretrain(_config(MAE, out, max_steps=2, log_every=1))
+    with open(out / "log.jsonl", "a") as f:
+        f.write('{"step": 3, "total": 4, "lo')  # what a kill in the middle of a write leaves
+    with caplog.at_level("WARNING", logger="mimzoo.pretrain.trainer"):
+        resumed = pretrain(_config(MAE, out, max_steps=4, log_every=1, resume=True))
+    assert "dropped 1 unreadable line(s)" in caplog.text and resumed.steps == 4
+    records = [_strict_json(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4]
+    assert _strict_json((out / "config.json").read_text())["mimzoo"]["pretrain"]["steps"] == 4
+
+
+def test_a_run_resumed_at_its_last_step_records_the_logged_loss_not_nan(tmp_path):
+    out = tmp_path / "run"
+    first = pretrain(_config(MAE, out, max_steps=2, log_every=1))
+    (out / "config.json").unlink()  # killed after the last checkpoint, before the model folder was complete
+    again = pretrain(_config(MAE, out, max_steps=2, log_every=1, resume=True))
+    run = _strict_json((out / "config.json").read_text())["mimzoo"]["pretrain"]
+    assert run["final_loss"] == pytest.approx(first.loss) and again.loss == pytest.approx(first.loss)

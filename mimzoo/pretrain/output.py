@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._atomic import atomic_file, default_mode
+from .._outputs import MARKER, ForeignOutputError, foreign_entries, marker_text, read_marker, sweep_temps, temp_name
 from ..errors import MimzooError
 from .recipe import Recipe, recipe_from_dict
 
 PRETRAIN_NAME = "pretrain.safetensors"
+LOG_NAME = "log.jsonl"
 # the encoder has its own file; targets are rebuilt (an EMA teacher lives in the checkpoints)
 SKIP_PREFIXES = ("encoder.", "target.")
 
@@ -71,12 +74,42 @@ def write_model_folder(folder: str | Path, encoder: Any, model_sd: dict[str, tor
     meta = {"format": "1", "recipe": json.dumps(recipe.to_dict()), "arch": str(run.get("arch", ""))}
     with atomic_file(folder / PRETRAIN_NAME) as tmp:
         save_file(objective_extras(model_sd), str(tmp), metadata=meta)
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".model-") as tmp:
+    tmp = folder / temp_name("model", "tmp", uuid.uuid4().hex[:8])  # a killed run's is swept on the next start
+    tmp.mkdir()
+    try:
         write_folder(encoder, tmp)
         for name in ("model.safetensors", "config.json"):  # config.json last: it commits the folder
-            default_mode(Path(tmp) / name)  # safetensors writes 0600; a model folder is meant to be shared
-            os.replace(Path(tmp) / name, folder / name)
+            default_mode(tmp / name)  # safetensors writes 0600; a model folder is meant to be shared
+            os.replace(tmp / name, folder / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def check_output_folder(folder: Path) -> None:
+    """Before a run starts (its lock held): `folder` is new, empty or a pretraining run's, and what a killed
+    run left in it (temp files of checkpoints, weights and the model folder) is removed."""
+    if folder.exists() and not folder.is_dir():
+        raise ForeignOutputError(f"{folder} is a file; pass a folder with -o")
+    if not folder.is_dir():
+        return
+    foreign = foreign_entries(folder, "pretrain")
+    if foreign:
+        raise ForeignOutputError(f"{folder} holds files mimzoo did not write as a pretraining run "
+                                 f"({', '.join(foreign[:3])}); choose another -o (a new or empty folder)")
+    sweep_temps(folder)
+    sweep_temps(folder / "checkpoints")
+
+
+def open_output_folder(folder: Path, *, fresh: bool) -> None:
+    """Create the run's folder with mimzoo's marker; a fresh start drops the log of a run that was killed
+    before its first checkpoint (a resumed run trims its log to the checkpoint instead)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        (folder / LOG_NAME).unlink(missing_ok=True)
+    if read_marker(folder) is None:
+        with atomic_file(folder / MARKER) as tmp:
+            tmp.write_text(marker_text("pretrain"), encoding="utf-8")
 
 
 def read_pretrain_file(path: str | Path) -> tuple[dict[str, torch.Tensor], Recipe | None, dict[str, str]]:

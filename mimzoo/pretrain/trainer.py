@@ -24,10 +24,12 @@ from typing import Any
 
 import torch
 
+from .._lock import output_lock
 from ..errors import MimzooError
 from . import checkpoint as ckpt
 from . import distributed as D
 from .data import PretrainDataset, StepPlan, make_loader, open_source, Augmenter
+from .output import LOG_NAME, check_output_folder, open_output_folder
 from .recipe import Recipe, find_recipe, with_overrides
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,11 @@ def pretrain(config: TrainConfig | None = None, on_log: Callable[[dict[str, Any]
         torch.set_num_threads(cfg.threads)
     info = D.init(cfg.device)
     try:
-        return _Run(cfg, info, on_log).run()
+        # one run per folder: a second one fails here at once; the main process writes, so it holds the lock
+        with output_lock(cfg.output) if info.main else contextlib.nullcontext():
+            if info.main:
+                check_output_folder(Path(cfg.output))
+            return _Run(cfg, info, on_log).run()
     finally:
         D.shutdown()
 
@@ -183,7 +189,11 @@ class _Run:
             raise MimzooError(f"{self.folder} already holds a pretraining run; pass --resume to continue it, "
                               "or another -o folder")
         start = self._restore() if self.cfg.resume else 0
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if start >= self.stop and (self.folder / "config.json").is_file():
+            return self._already_finished(start)
+        if self.info.main:
+            open_output_folder(self.folder, fresh=not self.cfg.resume)
+        D.barrier(self.info)
         plan = StepPlan(len(self.dataset), self.batch, self.info.world, self.info.rank, self.cfg.accum_steps,
                         self.cfg.seed, start, self.stop)
         batches = iter(make_loader(self.dataset, plan, self.cfg.workers))
@@ -253,8 +263,8 @@ class _Run:
         self.history.append(rec)
         if self.info.main:
             log.info("step %d/%d loss %.4f lr %.3g %.1f img/s", step, self.stop, rec["loss"], rec["lr"], speed)
-            with open(self.folder / "log.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(rec) + "\n")
+            with open(self.folder / LOG_NAME, "a", encoding="utf-8") as f:
+                f.write(json.dumps(rec, allow_nan=False) + "\n")  # one line: a kill tears at most this one
             if self.on_log:
                 self.on_log(rec)
 
@@ -302,15 +312,28 @@ class _Run:
         from .output import write_model_folder
 
         model_sd = self._save_checkpoint(step) if step > 0 else {}
-        last = self.history[-1]["loss"] if self.history else float("nan")
+        # a run resumed at its last step (killed while writing the model folder) logged nothing new
+        last = self.history[-1]["loss"] if self.history else _last_logged_loss(self.folder / LOG_NAME)
         if self.info.main:
             run = {"arch": self.arch, "data": self.cfg.data, "epochs": self.epochs, "steps": step,
-                   "batch_size": self.batch, "seed": self.cfg.seed, "final_loss": last, "processes": self.info.world,
+                   "batch_size": self.batch, "seed": self.cfg.seed, "processes": self.info.world,
+                   "final_loss": last if last is not None and math.isfinite(last) else None,  # valid JSON
                    "train_seconds": round(getattr(self, "seconds", 0.0), 1)}
             encoder = build_encoder(self.arch, self.recipe.method, self.cfg.img_size)
             write_model_folder(self.folder, encoder, model_sd, self.recipe, run)
         D.barrier(self.info)
-        return PretrainResult(folder=self.folder, steps=step, loss=last, recipe=self.recipe, history=self.history)
+        return PretrainResult(folder=self.folder, steps=step, loss=float("nan") if last is None else last,
+                              recipe=self.recipe, history=self.history)
+
+    def _already_finished(self, step: int) -> PretrainResult:
+        """--resume on a finished run: nothing to train, nothing rewritten."""
+        try:
+            run = json.loads((self.folder / "config.json").read_text(encoding="utf-8"))["mimzoo"]["pretrain"]
+            loss = float(run["final_loss"]) if run.get("final_loss") is not None else float("nan")
+        except (ValueError, KeyError, TypeError):
+            loss = float("nan")
+        log.warning("%s finished all %d steps already; nothing to do (its files are unchanged)", self.folder, step)
+        return PretrainResult(folder=self.folder, steps=step, loss=loss, recipe=self.recipe)
 
 
 def _mask_seed(seed: int, step: int) -> int:
@@ -337,12 +360,35 @@ def _adamw(objective: torch.nn.Module, recipe: Recipe, lr: float, device: torch.
     return torch.optim.AdamW(groups, lr=lr, betas=recipe.optim.betas, fused=fused)
 
 
+def _log_records(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The records of a log.jsonl, and how many lines were torn (a run killed mid-write) or not records."""
+    records, torn = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+            records.append(rec)
+        elif line.strip():
+            torn += 1
+    return records, torn
+
+
 def _trim_log(path: Path, step: int) -> None:
-    """Drop log lines past the resumed step (they belong to the run that was cut off)."""
+    """Drop log lines past the resumed step (they belong to the run that was cut off), and torn lines."""
     from .._atomic import atomic_file
 
     if not path.is_file():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+    records, torn = _log_records(path)
+    if torn:
+        log.warning("dropped %d unreadable line(s) of %s (a run killed while writing it)", torn, path)
     with atomic_file(path) as tmp:
-        tmp.write_text("".join(f"{line}\n" for line in keep), encoding="utf-8")
+        tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records if r["step"] <= step),
+                       encoding="utf-8")
+
+
+def _last_logged_loss(path: Path) -> float | None:
+    records = _log_records(path)[0] if path.is_file() else []
+    return float(records[-1]["loss"]) if records else None
