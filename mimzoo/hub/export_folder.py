@@ -118,7 +118,11 @@ def _read_meta(folder: Path) -> dict[str, Any]:
 def _external_files(folder: Path) -> list[str]:
     """External-data files the ONNX graph references, each checked to stay inside the folder."""
     onnx = require("onnx")
-    model = onnx.load(str(folder / ONNX_NAME), load_external_data=False)
+    try:
+        model = onnx.load(str(folder / ONNX_NAME), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: a truncated or damaged file
+        raise ExportFolderError(f"{folder / ONNX_NAME} is not a readable ONNX model ({type(e).__name__}); the file is "
+                                "damaged or incomplete: re-run `mimzoo export`; nothing is published") from e
     locations: set[str] = set()
     for tensor in _all_tensors(model.graph):
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
