@@ -29,7 +29,7 @@ def os_error_message(e: OSError) -> str:
     path = e.filename if e.filename is not None else e.filename2
     where = f" {path}" if path is not None else ""
     if e.errno == errno.ENOSPC or e.errno == errno.EDQUOT:
-        return f"no space left on device writing{where}; free space or choose another -o"
+        return f"no space left on device writing{where or ' the output'}; free space or choose another -o"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         why = "read-only file system" if e.errno == errno.EROFS else "permission denied"
         return f"{path or 'the output'} is not writable ({why}); choose another -o or make it writable"

@@ -105,8 +105,13 @@ def write_results(path: str | Path, records: Iterable[EvalRecord], *, merge: boo
     old = read_results(path) if merge and path.exists() else []
     keys = {r.key() for r in new}
     merged = [r for r in old if r.key() not in keys] + new
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps([r.to_dict() for r in merged], indent=2) + "\n", encoding="utf-8")
+    try:
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps([r.to_dict() for r in merged], indent=2) + "\n", encoding="utf-8")
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # a failed write() names no file: name the output
     return merged
 
 
