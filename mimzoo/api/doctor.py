@@ -38,6 +38,9 @@ ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "
                      "onnxruntime-qnn", "onnxruntime-rocm")
 ORT_CUDA_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu "
                 "(on a machine with an NVIDIA GPU, CUDA 12/13 and cuDNN 9)")
+# onnxruntime-gpu is installed but its CUDA provider does not load: usually CUDA/cuDNN libraries it cannot find
+ORT_CUDA_FIX_LIBS = ("make CUDA and cuDNN 9 loadable for onnxruntime-gpu: import torch first or call "
+                     "onnxruntime.preload_dlls() (the nvidia-* wheels torch brings), or install them system-wide")
 MIN_FREE_GIB = 2.0  # a ViT-B export (ONNX + engine + caches) takes about 1 GiB
 CUDA_FIX = ("run on a machine with an NVIDIA GPU and its driver (nvidia-smi lists it), and check "
             "CUDA_VISIBLE_DEVICES")
@@ -100,7 +103,7 @@ def _cuda_rows(torch: Any) -> list[Check]:
     if not available:
         why = f"torch sees no CUDA GPU ({_first_line(caught[0].message)})" if caught else "torch sees no CUDA GPU"
         return [Check("cuda", MISSING, why, CUDA_FIX)]
-    rows = [Check("cuda", OK, f"{torch.cuda.device_count()} GPU(s), driver-visible CUDA {torch.version.cuda}")]
+    rows = [Check("cuda", OK, f"{torch.cuda.device_count()} GPU(s) visible to torch (built for CUDA {torch.version.cuda})")]
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
         rows.append(Check(f"gpu {i}", OK, f"{props.name}, compute capability {props.major}.{props.minor}, "
@@ -145,7 +148,7 @@ def _provider_row(ort: Any, provider: str) -> Check:
     if provider in used:
         return Check(area, OK, f"a session runs on it ({', '.join(used)})")
     why = failure or _last_line(logged) or "no reason given"
-    fix = ORT_CUDA_FIX if provider == "CUDAExecutionProvider" else \
+    fix = ORT_CUDA_FIX_LIBS if provider == "CUDAExecutionProvider" else \
         "install the libraries this provider needs (see onnxruntime's execution-provider docs)"
     if provider == "TensorrtExecutionProvider":
         from ..exporters.tensorrt import SUPPORTED_TRT_RANGE
@@ -283,7 +286,8 @@ NEEDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "torch": (("torch",), ("torch",)),
     "torch-cuda": (("torch",), ("torch", "cuda")),
     "onnxruntime": (("onnxruntime",), ("onnxruntime CPUExecutionProvider",)),
-    "onnxruntime-cuda": (("onnxruntime",), ("onnxruntime", "onnxruntime CUDAExecutionProvider")),
+    # torch first, as in the full report and in `mimzoo bench` (torch's import loads its CUDA libraries)
+    "onnxruntime-cuda": (("torch", "onnxruntime"), ("cuda", "onnxruntime", "onnxruntime CUDAExecutionProvider")),
     "tensorrt": (("tensorrt", "torch"), ("tensorrt", "torch", "cuda")),
     "openvino": (("openvino",), ("openvino",)),
 }
