@@ -82,3 +82,37 @@ def test_chart_lists_skipped_backends(tmp_path):
     with Image.open(path) as im:
         assert im.size == (960, 540)
     assert json.dumps(rows)  # rows stay plain data
+
+
+def test_cuda_provider_that_falls_back_is_reported(exports, monkeypatch):
+    """Issue 12 item 3: onnxruntime lists CUDA (onnxruntime-gpu without its CUDA libraries, or beside the CPU
+    package) but the session runs on the CPU: the row says so, it is never timed as a CUDA row."""
+    import onnxruntime as ort
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    rows = bench("mae-vit-test", pretrained=False, backends=["onnxruntime"], batches=[1], iters=1, warmup=0,
+                 device="cuda", exports={"onnxruntime": exports["onnxruntime"]}, memory=False)
+    assert len(rows) == 1 and rows[0]["status"] == "skipped" and rows[0]["throughput"] is None
+    assert "fell back to CPUExecutionProvider" in rows[0]["note"]
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in rows[0]["note"]
+
+
+def test_io_binding_gives_the_session_outputs(exports):
+    """Item 8: the IO-binding call used for CUDA rows returns what session.run does (checked here on the CPU)."""
+    import numpy as np
+
+    from mimzoo.exporters.bench_backends import io_binding
+    from mimzoo.exporters.runtime import OnnxModel
+
+    model = OnnxModel(exports["onnxruntime"] / "model.onnx")
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    prepare, call = io_binding(model, "cpu")
+    (got,) = call(prepare(x))
+    np.testing.assert_allclose(got.numpy(), model.session.run(None, {model.input_name: x})[0], rtol=1e-6, atol=1e-6)
+
+
+def test_cpu_rows_say_how_they_were_timed(exports):
+    rows = bench("mae-vit-test", pretrained=False, backends=["torch", "onnxruntime"], batches=[1], iters=1, warmup=1,
+                 threads=1, exports={"onnxruntime": exports["onnxruntime"]}, memory=False)
+    assert "timed: input and outputs CPU tensors" in rows[0]["note"]
+    assert "CPU; timed: numpy in and out (session.run)" in rows[1]["note"]

@@ -112,6 +112,39 @@ def test_onnx_hash_ignores_metadata_but_not_weights(tmp_path):
     assert onnx_sha256(folder / "model.onnx") != sha
 
 
+def test_onnx_hash_ignores_what_embed_in_onnx_writes(tmp_path):
+    """Issue 12 item 1: the report is embedded after the engine is built; the engine's source hash must hold."""
+    from mimzoo.exporters.metadata import embed_in_onnx
+
+    folder, _ = tiny_export(tmp_path)
+    path = folder / "model.onnx"
+    model = onnx.load(str(path))
+    model.producer_name, model.producer_version = "pytorch", "2.14.1"  # as torch.onnx.export leaves it
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+    sha = onnx_sha256(path)
+    embed_in_onnx(path, {"preprocess": {"input_size": [3, 32, 32]}, "note": "report"})
+    assert onnx.load(str(path)).producer_name == "mimzoo"  # embed_in_onnx did rewrite the header
+    assert onnx_sha256(path) == sha
+
+
+def test_calibration_cache_is_keyed_by_weights_and_images(tmp_path):
+    from mimzoo.exporters.tensorrt import calibration_cache_path
+
+    a = calibration_cache_path(tmp_path, onnx_sha="a" * 64, calibration="f" * 16)
+    assert a.parent == tmp_path and a != calibration_cache_path(tmp_path, onnx_sha="b" * 64, calibration="f" * 16)
+    assert a != calibration_cache_path(tmp_path, onnx_sha="a" * 64, calibration="e" * 16)
+
+
+def test_tensorrt_11_is_refused_with_the_supported_range():
+    from mimzoo.exporters.tensorrt import SUPPORTED_TRT_RANGE, version_problem
+
+    assert version_problem("10.13.3.9") is None
+    line = version_problem("11.0.0.114")
+    assert line == ("TensorRT 11.0.0.114 is not supported (mimzoo drives TensorRT 10.x); "
+                    f"pip install '{SUPPORTED_TRT_RANGE}'") and SUPPORTED_TRT_RANGE == "tensorrt-cu13>=10.13.2,<11"
+
+
 def test_trtexec_equivalent():
     cmd = trtexec_command("mae-vit-b", ExportSpec(format="tensorrt", precision="fp16"), (3, 224, 224))
     assert cmd == ("mimzoo export mae-vit-b -o mae-vit-b-onnx && trtexec --onnx=mae-vit-b-onnx/model.onnx "

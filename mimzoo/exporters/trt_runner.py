@@ -42,6 +42,8 @@ class EngineRunner:
         from .tensorrt import TensorRTUnavailableError
 
         reason = unavailable_reason()
+        if reason and reason.startswith("TensorRT "):  # installed, but a version mimzoo cannot drive
+            raise TensorRTUnavailableError(f"cannot run {engine_path}: {reason}")
         if reason:
             raise TensorRTUnavailableError(f"running a TensorRT engine needs TensorRT and a GPU ({reason}); "
                                            "pip install 'mimzoo[gpu]' on a GPU machine")
