@@ -3,10 +3,14 @@
     .venv/bin/python benchmarks/export_gpu.py [--model mae-vit-b] [--batch 1,8,32] [--iters 20]
 
 For a machine with a CUDA GPU (not run on the build machines, which have none). Backends that
-cannot run there are reported as skipped with the reason: onnxruntime needs the onnxruntime-gpu
-package for its CUDA provider, `tensorrt` needs TensorRT (``pip install 'mimzoo[gpu]'``). Writes
-``export_gpu.md``, ``export_gpu.json`` and ``export_gpu.png`` next to this script; the ratios are
-against torch eager fp32 at the same batch size, measured in the same interleaved run.
+cannot run there are reported as skipped with the reason: onnxruntime needs onnxruntime-gpu
+*instead of* onnxruntime for its CUDA provider (``pip uninstall -y onnxruntime onnxruntime-gpu &&
+pip install onnxruntime-gpu``; a session that falls back to the CPU is reported, not timed), and
+`tensorrt` needs TensorRT 10 (``pip install 'mimzoo[gpu]'``, i.e. tensorrt-cu13>=10.13.2,<11). Each
+row's note says how it was timed: every backend gets its input already on the GPU (onnxruntime through
+IO binding, TensorRT on its own CUDA stream). Writes ``export_gpu.md``, ``export_gpu.json`` and
+``export_gpu.png`` next to this script; the ratios are against torch eager fp32 at the same batch size,
+measured in the same interleaved run.
 """
 
 from __future__ import annotations

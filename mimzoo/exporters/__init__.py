@@ -6,8 +6,9 @@ One module per job, so a reader finds each by name:
 - ``onnx``          PyTorch -> ONNX (torch's dynamo exporter, TorchScript fallback), fp16 conversion;
 - ``quantize``      ONNX Runtime INT8 (dynamic and static QDQ), searched until the accuracy gate passes;
 - ``tensorrt``      TensorRT engines: profiles, precision flags, cache keys, engine metadata and the
-                    compatibility rule, calibration batches (no GPU needed), and ``build_engine``;
-- ``trt_build``     the builder calls that need tensorrt and CUDA (parser, config, entropy calibrator);
+                    compatibility rule, calibration batches, supported versions (no GPU needed);
+- ``trt_build``     the builder calls that need tensorrt and CUDA (``build_engine``: parser, config,
+                    entropy calibrator); tests run it on the CPU against tests/trt_double;
 - ``trt_runner``    loads and runs engines, refusing ones built for another GPU or TensorRT version;
 - ``verify``        PyTorch vs the exported model on random and real images, and the k-NN check;
 - ``images``        real images for verification and calibration (scikit-learn digits, image folders);
