@@ -98,7 +98,7 @@ def _applies(method: str, key: str) -> bool:
 
 def test_beit_style_discrete_tokens_and_eva_style_teacher(tmp_path):
     tok = Recipe("beit", masking=Masking("blockwise", 0.4, min_block=4),
-                 target=Target("discrete-tokens", teacher="mimzoo.pretrain.targets:MeanColorTokenizer"),
+                 target=Target("discrete-tokens", teacher="mean-color"),
                  loss=Loss("cross-entropy"), decoder=Decoder("mask-token"))
     loss, obj = step(tok, tiny())
     assert obj.target.dim == 64 and obj.head.out_features == 64

@@ -57,7 +57,7 @@ class Target:
     """What the model predicts at masked positions."""
 
     kind: str = "normalized-pixels"  # one of TARGET_KINDS
-    teacher: str | None = None  # teacher-features: a mimzoo.load name/folder; discrete-tokens: "module:attr" tokenizer
+    teacher: str | None = None  # teacher-features: a mimzoo.load name/folder; discrete-tokens: a registered tokenizer name
     layers: int = 1  # ema/teacher features: average of the last `layers` block outputs (data2vec: 6)
     layer_norm: str = "none"  # ema features: norm of each averaged block output, one of FEATURE_NORMS
     final_norm: bool = False  # LayerNorm (no affine) of the final target features (data2vec, I-JEPA)
@@ -137,7 +137,7 @@ class Recipe:
         if not 0.0 <= self.masking.ratio < 1.0:
             raise RecipeError(f"masking.ratio {self.masking.ratio} must lie in [0, 1)")
         if self.target.kind in ("teacher-features", "discrete-tokens") and not self.target.teacher:
-            what = "a model name or folder" if self.target.kind == "teacher-features" else "a 'module:attr' tokenizer"
+            what = "a model name or folder" if self.target.kind == "teacher-features" else "a registered tokenizer name"
             raise RecipeError(f"target.kind={self.target.kind} needs target.teacher: "
                               f"pass --set target.teacher=<{what}>")
         if (self.loss.kind == "cross-entropy") != (self.target.kind == "discrete-tokens"):
@@ -287,9 +287,10 @@ def find_recipe(method: str) -> Recipe:
     registry = get_registry()
     try:
         recipe = registry.method(method).recipe
+        registered = True
     except UnknownMethodError:
-        recipe = None
-    if recipe is None:
+        recipe, registered = None, False
+    if recipe is None and registered:  # only registered names ever choose a module to import
         recipe = _plugin_module_recipe(method)
     if recipe is None:
         from .recipes_builtin import BUILTIN

@@ -25,6 +25,7 @@ from .recipe import Decoder, Recipe, Target, with_overrides
 log = logging.getLogger(__name__)
 COLUMNS = ("original", "masked", "reconstruction", "+ visible")
 MASK_COLOR = (0.25, 0.35, 0.65)  # masked patches: a blue grey no grey-scale image contains
+PIXEL_TARGETS = ("pixels", "normalized-pixels")  # the targets a picture can be drawn from
 MIN_PANEL = 128  # small inputs (digits: 32 px) are enlarged to at least this many pixels per panel
 
 
@@ -97,6 +98,10 @@ def _objective(encoder: Any, path: Path, mask_ratio: float | None) -> Any:
             raise MimzooError(f"{path} records no recipe; re-save it with mimzoo pretrain")
     else:
         tensors, recipe = _foreign_mae(path)
+    if recipe.target.kind not in PIXEL_TARGETS:  # before anything is built: a teacher or tokenizer named in
+        # the file is never loaded, imported or called
+        raise MimzooError(f"{path} was pretrained with a {recipe.target.kind} target; pictures need a pixel target "
+                          "(MAE, SimMIM, FCMAE): pass a model pretrained on pixels")
     if mask_ratio is not None:
         recipe = with_overrides(recipe, {"masking.ratio": mask_ratio})
     objective = build_objective(recipe, encoder, trained=True).eval()
@@ -109,10 +114,19 @@ def _objective(encoder: Any, path: Path, mask_ratio: float | None) -> Any:
 
 
 def _is_mimzoo_file(path: Path) -> bool:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        return "recipe" in (f.metadata() or {})
+    from ..weights.read import check_safetensors_name
+
+    if not path.is_file():
+        raise MimzooError(f"no decoder file at {path}; pass --decoder PATH to a {PRETRAIN_NAME}")
+    check_safetensors_name(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return "recipe" in (f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise MimzooError(f"cannot read {path} as safetensors ({str(e).splitlines()[0]}); the file is truncated "
+                          "or corrupt: copy it again, or pass the pretrain.safetensors of this model") from e
 
 
 def _foreign_mae(path: Path) -> tuple[dict[str, torch.Tensor], Recipe]:

@@ -4,7 +4,7 @@
 - :class:`HOGTarget`: histograms of oriented gradients per patch (MaskFeat);
 - :class:`EMATeacher`: features of a momentum copy of the encoder (data2vec, I-JEPA);
 - :class:`FrozenTeacher`: features of any model :func:`mimzoo.load` accepts (EVA / MILAN style);
-- :class:`TokenizerTarget`: discrete ids from a tokenizer module (BEiT style).
+- :class:`TokenizerTarget`: discrete ids from a registered tokenizer (BEiT style).
 
 Targets are computed without gradients. Images arrive normalised with the student's
 preprocessing (mean/std); targets that need other pixels convert them.
@@ -13,9 +13,10 @@ preprocessing (mean/std); targets that need other pixels convert them.
 from __future__ import annotations
 
 import copy
-import importlib
+import importlib.metadata
 import inspect
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -185,7 +186,7 @@ def _renormalise(x: torch.Tensor, src: Preprocess, dst: Preprocess) -> torch.Ten
 
 
 class TokenizerTarget(TargetBase):
-    """Class ids ``[N, L]`` from a tokenizer module named ``"module:attr"`` (a class or factory).
+    """Class ids ``[N, L]`` from the registered tokenizer named ``ref`` (see :func:`register_tokenizer`).
 
     The tokenizer maps the normalised images to ids on the student's patch grid and tells its
     vocabulary size as ``vocab_size``. A factory taking ``patch_size`` receives the student's.
@@ -208,14 +209,51 @@ class TokenizerTarget(TargetBase):
         return ids.long()
 
 
+# Tokenizers are found by name only, never by a module path: a recipe may come from a file (a model
+# folder's pretrain.safetensors, a Hub repo), and nothing read from a file may choose code to import.
+TOKENIZER_GROUP = "mimzoo.tokenizers"  # entry-point group of installed packages' tokenizers
+_TOKENIZERS: dict[str, Callable[..., nn.Module]] = {}  # built-in and register_tokenizer() ones
+# the spelling recipes used before tokenizers were registered by name
+_ALIASES = {"mimzoo.pretrain.targets:MeanColorTokenizer": "mean-color"}
+
+
+def register_tokenizer(name: str, factory: Callable[..., nn.Module]) -> None:
+    """Make ``target.teacher=<name>`` build ``factory()`` (or ``factory(patch_size=p)``).
+
+    Installed packages can instead declare an entry point in the ``mimzoo.tokenizers`` group.
+
+    >>> register_tokenizer("my-vq", MyVQTokenizer)  # doctest: +SKIP
+    """
+    if name in _TOKENIZERS and _TOKENIZERS[name] is not factory:
+        raise RecipeError(f"tokenizer '{name}' is already registered; pick another name")
+    _TOKENIZERS[name] = factory
+
+
+def tokenizer_names() -> list[str]:
+    """Registered tokenizer names (entry points listed from metadata, nothing imported)."""
+    eps = {ep.name for ep in importlib.metadata.entry_points(group=TOKENIZER_GROUP)}
+    return sorted(set(_TOKENIZERS) | eps)
+
+
+def _find_tokenizer(name: str) -> Callable[..., nn.Module] | None:
+    if name in _TOKENIZERS:
+        return _TOKENIZERS[name]
+    for ep in importlib.metadata.entry_points(group=TOKENIZER_GROUP):
+        if ep.name == name:
+            try:
+                return ep.load()
+            except Exception as e:  # noqa: BLE001 - a broken plugin is reported, not raised raw
+                raise RecipeError(f"tokenizer '{name}' (entry point {ep.value}) failed to import: {e}; "
+                                  "reinstall the package that provides it") from e
+    return None
+
+
 def _resolve(ref: str, patch: int) -> nn.Module:
-    module, _, attr = ref.partition(":")
-    if not attr:
-        raise RecipeError(f"target.teacher '{ref}' must be 'module:attr' naming a tokenizer class or factory")
-    try:
-        factory = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise RecipeError(f"cannot import tokenizer '{ref}' ({e}); check target.teacher") from e
+    factory = _find_tokenizer(_ALIASES.get(ref, ref))
+    if factory is None:
+        raise RecipeError(f"target.teacher '{ref}' is not a registered tokenizer (known: "
+                          f"{', '.join(tokenizer_names())}); tokenizers are never imported from a module path: "
+                          f"register yours with register_tokenizer() or the '{TOKENIZER_GROUP}' entry-point group")
     takes_patch = "patch_size" in inspect.signature(factory).parameters
     return factory(patch_size=patch) if takes_patch else factory()
 
@@ -224,7 +262,9 @@ class MeanColorTokenizer(nn.Module):
     """A tiny reference tokenizer: the mean colour of each patch, each channel quantised to
     ``levels`` bins (boundaries at the standard normal's quantiles): ``levels ** C`` ids.
 
-    Real BEiT uses a dVAE / VQ-KD tokenizer; plug one in with ``target.teacher="pkg.mod:Tokenizer"``.
+    Registered as ``mean-color``. Real BEiT uses a dVAE / VQ-KD tokenizer; register one with
+    :func:`register_tokenizer` (or the ``mimzoo.tokenizers`` entry-point group) and name it in
+    ``target.teacher``.
     """
 
     def __init__(self, patch_size: int = 16, levels: int = 4, channels: int = 3):
@@ -239,6 +279,9 @@ class MeanColorTokenizer(nn.Module):
         digits = torch.bucketize(means.contiguous(), self.bounds)  # [N, L, C] in [0, levels)
         weights = self.levels ** torch.arange(self.channels, device=images.device)
         return (digits * weights).sum(dim=-1)
+
+
+_TOKENIZERS["mean-color"] = MeanColorTokenizer
 
 
 def build_target(spec: Target, *, encoder: nn.Module, preprocess: Preprocess, patch: int,
