@@ -19,7 +19,10 @@ query pooling has no parameters, so the same weights serve both.
 Pooling: Hiera's own classifier averages the final-stage tokens and applies a LayerNorm (the
 official ``Hiera.forward``: ``x.mean(dim=1)`` then ``norm``); timm's ``global_pool='avg'`` with
 ``head.norm`` is the same. In MAE checkpoints that norm is the pretrained ``encoder_norm``,
-as timm and transformers load it. ``encoder.forward_features(x)`` gives the final-stage tokens
+as timm and transformers load it; official ``hiera.py`` instead leaves ``norm`` at its init when it
+builds a ``Hiera`` from MAE weights (``MaskedAutoencoderHiera`` deletes it and keeps ``encoder_norm``),
+so mimzoo's pooled embedding follows timm, not the official classifier's starting point
+(``mimzoo info`` says so). ``encoder.forward_features(x)`` gives the final-stage tokens
 ``[N, (H/32)*(W/32), C]`` in spatial order.
 """
 
@@ -60,7 +63,9 @@ def _variant(size: str) -> Variant:
             repo_id=f"timm/hiera_{name}_224.mae",
             url=url,
             layout="timm",
-            note="official MAE-pretrained encoder (mae_in1k) with its encoder norm, as republished by timm",
+            note="official MAE-pretrained encoder (mae_in1k), as republished by timm; pooled embedding = mean of the "
+            "final-stage tokens, then MAE's encoder_norm as head.norm (timm's convention; official hiera.py leaves "
+            "that norm at its init)",
         ),
         WeightSource(
             "hf",

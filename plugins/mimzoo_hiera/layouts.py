@@ -138,7 +138,9 @@ LAYOUTS = (
     CheckpointLayout(
         "official",
         "facebookresearch/hiera {'model_state'} checkpoint (mae_hiera_*_224.pth); fusion heads, mask token and "
-        "decoder dropped",
+        "decoder dropped; its MAE encoder_norm becomes head.norm, the norm of the pooled embedding (timm's and "
+        "transformers' convention; official hiera.py leaves that norm at its init when it builds Hiera from MAE "
+        "weights, so its pooled output differs while forward_features tokens are the same)",
         detect_official,
         convert_official,
     ),
