@@ -226,6 +226,9 @@ class Acceptance:
 
     def bench_ort_cuda(self) -> str:
         rows = self._bench("onnxruntime")
+        notes = " ".join(r.get("note", "") for r in rows if r["backend"] == "onnxruntime")
+        if "CUDA" not in notes and "CPU" in notes:  # the provider the session really used, as bench reports it
+            raise StepFailed(f"onnxruntime fell back to the CPU: {notes[:200]}")
         return _bench_figures(rows, "onnxruntime")
 
     def bench_trt(self) -> str:
@@ -242,7 +245,9 @@ class Acceptance:
                        "--batch", ",".join(map(str, BATCHES)), "--no-memory", "--json",
                        "--workdir", str(self.work / "bench"), *extra, timeout=300)
         rows = _dicts_with(json.loads(out), "backend")
-        bad = [r for r in rows if r.get("status") != "ok"]
+        target = backends.split(",")[-1]  # the backend this step is about; the others are its baselines
+        bad = [r for r in rows if r["backend"] == target and r.get("status") != "ok"] or \
+            ([] if any(r["backend"] == target for r in rows) else [{"backend": target, "batch": "-", "status": "missing"}])
         if bad:
             raise StepFailed(f"{bad[0]['backend']} batch {bad[0]['batch']}: {bad[0]['status']} {bad[0].get('note', '')}")
         return rows
