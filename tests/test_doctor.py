@@ -53,6 +53,16 @@ def test_doctor_json_cpu_provider_runs_in_a_real_session(tmp_path: Path) -> None
     assert str(tmp_path / "hf") in rows["disk: HF cache"]["found"]
 
 
+def test_a_cache_under_a_file_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    out = run("doctor", "--json", env={"MIMZOO_CACHE": str(tmp_path / "afile" / "cache")}, timeout=120)
+    rows = _rows(out)
+    for area in ("disk: MIMZOO_CACHE", "disk: TensorRT cache"):
+        assert rows[area]["status"] == "problem" and "is a file" in rows[area]["found"], rows[area]
+        assert rows[area]["fix"] == "set MIMZOO_CACHE to a folder"
+    assert (tmp_path / "afile").read_text() == "not a folder"
+
+
 def test_doctor_says_cuda_is_missing_here(tmp_path: Path) -> None:
     if _cuda_visible():
         pytest.skip("this machine has a CUDA GPU")

@@ -266,6 +266,9 @@ def _disk_row(name: str, path: Path, variable: str) -> Check:
         existing = existing.parent
     free = shutil.disk_usage(existing).free / 2**30
     found = f"{path}: {free:.1f} GiB free"
+    if not existing.is_dir():
+        return Check(f"disk: {name}", PROBLEM, f"{path} cannot be created: {existing} is a file",
+                     f"set {variable} to a folder")
     if not os.access(existing, os.W_OK):
         return Check(f"disk: {name}", PROBLEM, f"{found}, but {existing} is not writable",
                      f"set {variable} to a writable folder")
