@@ -156,7 +156,7 @@ def test_gpu_extra_pins_what_is_tested():
 
 def test_the_double_follows_tensorrt_10_not_mimzoo(trt, engines):
     """The double refuses what TensorRT 10 refuses, so the tests above mean something."""
-    with pytest.raises(AttributeError, match="no attribute 'execute_async_v2'|no attribute 'BuilderFlags'"):
+    with pytest.raises(AttributeError, match="no attribute 'BuilderFlags' \\(not part of TensorRT 10"):
         trt.BuilderFlags  # noqa: B018  (not a TensorRT name)
     assert trt.IBuilderConfig().get_flag(trt.BuilderFlag.TF32)  # on by default, as documented
     engine = trt.Runtime(trt.Logger()).deserialize_cuda_engine((engines["fp32"] / "model.engine").read_bytes())
