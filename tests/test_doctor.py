@@ -175,3 +175,31 @@ def test_help_does_not_import_torch_with_doctor_listed() -> None:
     out = run_py(code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_gpu_rows_show_compute_capability_and_flag_a_gpu_torch_has_no_kernels_for(monkeypatch) -> None:
+    """CUDA faked: an H100 (9.0) is fine; a V100 (7.0) with a torch built for sm_75+ is a problem with the fix."""
+    import torch
+
+    gpus = [SimpleNamespace(name="NVIDIA H100 80GB HBM3", major=9, minor=0, total_memory=80 * 2**30),
+            SimpleNamespace(name="Tesla V100-SXM2-16GB", major=7, minor=0, total_memory=16 * 2**30)]
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(gpus))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: gpus[i])
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"])
+    rows = {r.area: r for r in doctor.check_torch()}
+    assert rows["cuda"].ok and "2 GPU(s)" in rows["cuda"].found
+    assert rows["gpu 0"].ok and rows["gpu 0"].found.startswith("NVIDIA H100 80GB HBM3, compute capability 9.0, 80 GiB")
+    v100 = rows["gpu 1"]
+    assert v100.status == "problem" and "no kernels for it" in v100.found and "torch build" in v100.fix
+
+
+@pytest.mark.parametrize("cc, arches, runs", [
+    ((8, 6), ["sm_80"], True),  # same major, newer minor: the sm_80 cubin runs
+    ((7, 0), ["sm_75", "sm_80"], False),  # older than every cubin
+    ((12, 0), ["sm_90", "compute_90"], True),  # PTX JIT-compiles forward
+    ((10, 0), ["sm_90a"], False),  # arch-specific kernels run on 9.0 only
+])
+def test_kernels_for(cc, arches, runs) -> None:
+    assert doctor.kernels_for(*cc, arches) is runs

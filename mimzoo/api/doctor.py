@@ -19,6 +19,7 @@ import contextlib
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -104,11 +105,41 @@ def _cuda_rows(torch: Any) -> list[Check]:
         why = f"torch sees no CUDA GPU ({_first_line(caught[0].message)})" if caught else "torch sees no CUDA GPU"
         return [Check("cuda", MISSING, why, CUDA_FIX)]
     rows = [Check("cuda", OK, f"{torch.cuda.device_count()} GPU(s) visible to torch (built for CUDA {torch.version.cuda})")]
+    arches = list(torch.cuda.get_arch_list())
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        rows.append(Check(f"gpu {i}", OK, f"{props.name}, compute capability {props.major}.{props.minor}, "
-                                          f"{props.total_memory / 2**30:.0f} GiB"))
+        found = (f"{props.name}, compute capability {props.major}.{props.minor}, "
+                 f"{props.total_memory / 2**30:.0f} GiB")
+        if kernels_for(props.major, props.minor, arches):
+            rows.append(Check(f"gpu {i}", OK, found))
+        else:
+            rows.append(Check(f"gpu {i}", PROBLEM, f"{found}; torch {torch.__version__} has no kernels for it "
+                                                   f"(built for {' '.join(arches) or 'nothing'})",
+                              "install a torch build whose CUDA version still supports this GPU "
+                              "(https://pytorch.org/get-started/previous-versions)"))
     return rows
+
+
+def kernels_for(major: int, minor: int, arches: list[str]) -> bool:
+    """Whether a torch built for `arches` (get_arch_list) runs on compute capability major.minor: a cubin
+    of the same major and a lower or equal minor, or PTX (compute_XY) of an equal or older architecture.
+
+    >>> kernels_for(8, 6, ["sm_80", "sm_90"]), kernels_for(7, 0, ["sm_75", "sm_80"])
+    (True, False)
+    """
+    for arch in arches:
+        m = re.fullmatch(r"(sm|compute)_(\d+)(\d)([af]?)", arch)
+        if not m:
+            continue
+        kind, a_major, a_minor, suffix = m.group(1), int(m.group(2)), int(m.group(3)), m.group(4)
+        if suffix == "a":  # architecture-specific kernels: that exact GPU only
+            if (a_major, a_minor) == (major, minor):
+                return True
+        elif kind == "sm" and a_major == major and a_minor <= minor:
+            return True
+        elif kind == "compute" and (a_major, a_minor) <= (major, minor):
+            return True
+    return False
 
 
 # --- onnxruntime ------------------------------------------------------------------------------
