@@ -91,3 +91,113 @@ def test_import_and_listing_do_not_import_heavy_dependencies():
     r = run_py(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "heavy: []"
+
+
+# -- failures: one `error:` line, the traceback only with -v ---------------------------------------
+
+def _failing_group(exc: BaseException):
+    """A group of mimzoo's own class whose one command raises `exc` (the real handler, a fake command)."""
+    import click
+
+    from mimzoo.cli.main import MimzooGroup
+
+    @click.group(cls=MimzooGroup)
+    @click.option("-v", "--verbose", is_flag=True)
+    def group(verbose: bool) -> None:
+        pass
+
+    @group.command("boom")
+    def boom() -> None:
+        raise exc
+
+    @group.command("usage")
+    @click.option("--n", type=int, required=True)
+    def usage(n: int) -> None:
+        pass
+
+    return group
+
+
+def _run(exc: BaseException, *args: str):
+    return CliRunner().invoke(_failing_group(exc), list(args), catch_exceptions=False)
+
+
+def test_an_unexpected_exception_is_one_line_naming_its_type_and_minus_v():
+    r = _run(ValueError("Expected a positive image size (H, W), got (0, 0).\nsecond line"), "boom")
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert lines == ["error: Expected a positive image size (H, W), got (0, 0). (ValueError); rerun with -v for the "
+                     "traceback"]
+
+
+def test_minus_v_shows_the_traceback_then_the_line():
+    r = _run(RuntimeError("no NVIDIA driver"), "-v", "boom")
+    assert r.exit_code == 1
+    assert "Traceback (most recent call last)" in r.stderr and "RuntimeError: no NVIDIA driver" in r.stderr
+    assert r.stderr.splitlines()[-1].startswith("error: no NVIDIA driver (RuntimeError)")
+
+
+def test_ctrl_c_is_interrupted_with_exit_130():
+    r = _run(KeyboardInterrupt(), "boom")
+    assert r.exit_code == 130 and r.stderr.strip() == "interrupted" and "Traceback" not in r.stderr
+
+
+def test_click_usage_errors_stay_as_click_prints_them():
+    r = CliRunner().invoke(_failing_group(ValueError()), ["usage"])
+    assert r.exit_code == 2 and "Missing option '--n'" in r.stderr and "error:" not in r.stderr
+
+
+def test_os_errors_name_the_path_and_the_fix(tmp_path):
+    import errno
+
+    (tmp_path / "file").write_text("x")
+    cases = {
+        OSError(errno.ENOSPC, "No space left on device", "/data/out/model.onnx"):
+            "error: no space left on device writing /data/out/model.onnx; free space or choose another -o",
+        OSError(errno.ENOSPC, "No space left on device"):
+            "error: no space left on device writing the output; free space or choose another -o",
+        PermissionError(errno.EACCES, "Permission denied", "/srv/out"):
+            "error: /srv/out is not writable (permission denied); choose another -o or make it writable",
+        OSError(errno.EROFS, "Read-only file system", "/mnt/ro/x.json"):
+            "error: /mnt/ro/x.json is not writable (read-only file system); choose another -o or make it writable",
+        NotADirectoryError(errno.ENOTDIR, "Not a directory", str(tmp_path / "file" / "out" / "a.json")):
+            f"error: {tmp_path / 'file' / 'out' / 'a.json'} is under the file {tmp_path / 'file'}, not a folder; "
+            "choose another -o (or move that file)",
+    }
+    for exc, line in cases.items():
+        r = _run(exc, "boom")
+        assert (r.exit_code, r.stderr.splitlines()) == (1, [line])
+
+
+def test_mimzoo_errors_keep_their_own_line_and_code():
+    from mimzoo.errors import MimzooError
+
+    class Special(MimzooError):
+        exit_code = 3
+
+    r = _run(Special("bad thing; do this"), "boom")
+    assert (r.exit_code, r.stderr) == (3, "error: bad thing; do this\n")
+
+
+def test_output_checks_refuse_a_path_under_a_file_and_an_unwritable_folder(tmp_path, monkeypatch):
+    import os
+
+    import pytest
+
+    from mimzoo.cli.outputs import check_output
+    from mimzoo.errors import MimzooError
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(MimzooError, match=r"-o .*f/run is under the file .*f, not a folder; choose another -o"):
+        check_output(tmp_path / "f" / "run", folder=True)
+    with pytest.raises(MimzooError, match=r"--cache-dir .*f is a file, not a folder"):
+        check_output(tmp_path / "f", option="--cache-dir", folder=True)
+    with pytest.raises(MimzooError, match=r"is a folder; give a file path"):
+        check_output(tmp_path)
+    check_output(tmp_path / "new" / "deeper" / "r.json")  # a folder that will be created: fine
+    # root may write anywhere, so os.access is replaced: the check asks it about the nearest existing folder
+    asked = []
+    monkeypatch.setattr(os, "access", lambda p, mode: asked.append(str(p)) or False)
+    with pytest.raises(MimzooError, match=r"-o .*new/r.json \(its folder .*\) is not writable; choose another -o"):
+        check_output(tmp_path / "new" / "r.json")
+    assert asked == [str(tmp_path)]
