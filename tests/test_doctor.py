@@ -43,8 +43,18 @@ def test_doctor_table_has_every_area_and_fixes(tmp_path: Path) -> None:
     assert "ready here:" in out.stdout
 
 
-def test_doctor_json_cpu_provider_runs_in_a_real_session(tmp_path: Path) -> None:
-    rows = _rows(run("doctor", "--json", cache=tmp_path, timeout=120))
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory) -> tuple[Path, dict]:
+    """One real `mimzoo doctor --json` run (caches under a temp folder), shared by the tests that read it."""
+    cache = tmp_path_factory.mktemp("doctor")
+    out = run("doctor", "--json", cache=cache, timeout=120)
+    assert out.rc == 0 and "Traceback" not in out.stderr, out.stderr
+    return cache, json.loads(out.stdout)
+
+
+def test_doctor_json_cpu_provider_runs_in_a_real_session(full_report) -> None:
+    tmp_path, data = full_report
+    rows = {r["area"]: r for r in data["checks"]}
     cpu = rows["onnxruntime CPUExecutionProvider"]
     assert cpu["status"] == "ok" and "a session runs on it" in cpu["found"]
     # the cache rows follow MIMZOO_CACHE / HF_HOME
@@ -63,10 +73,10 @@ def test_a_cache_under_a_file_is_a_problem(tmp_path: Path) -> None:
     assert (tmp_path / "afile").read_text() == "not a folder"
 
 
-def test_doctor_says_cuda_is_missing_here(tmp_path: Path) -> None:
+def test_doctor_says_cuda_is_missing_here(full_report) -> None:
     if _cuda_visible():
         pytest.skip("this machine has a CUDA GPU")
-    data = json.loads(run("doctor", "--json", cache=tmp_path, timeout=120).stdout)
+    data = full_report[1]
     rows = {r["area"]: r for r in data["checks"]}
     assert rows["cuda"]["status"] == "missing" and "nvidia" in rows["cuda"]["fix"].lower()
     ort_cuda = rows["onnxruntime CUDAExecutionProvider"]
@@ -193,6 +203,9 @@ def test_gpu_rows_show_compute_capability_and_flag_a_gpu_torch_has_no_kernels_fo
     assert rows["gpu 0"].ok and rows["gpu 0"].found.startswith("NVIDIA H100 80GB HBM3, compute capability 9.0, 80 GiB")
     v100 = rows["gpu 1"]
     assert v100.status == "problem" and "no kernels for it" in v100.found and "torch build" in v100.fix
+    verdict = doctor.backend_verdict("torch-cuda", list(rows.values()))
+    assert not verdict.ready and verdict.reason.startswith("gpu 1: Tesla V100")
+    assert doctor.backend_verdict("torch-cuda", [r for a, r in rows.items() if a != "gpu 1"]).ready
 
 
 @pytest.mark.parametrize("cc, arches, runs", [

@@ -347,6 +347,8 @@ def backend_verdict(backend: str, rows: list[Check] | None = None) -> Verdict:
     checks, areas = NEEDS[backend]
     rows = rows if rows is not None else run_checks(checks)
     by_area = {r.area: r for r in rows}
+    if "cuda" in areas:  # and every GPU torch sees must have kernels in this torch build
+        areas = (*areas, *(a for a in by_area if a.startswith("gpu ")))
     for area in areas:
         row = by_area.get(area)
         if row is None:  # an earlier row failed (e.g. onnxruntime does not import): that is the reason
