@@ -103,8 +103,29 @@ def load_strict(model: Any, sd: Mapping[str, Any], *, source: str, owner: str) -
         raise WeightsError(
             f"{source} does not fit {owner}: {'; '.join(parts)}; pass a checkpoint made for this model"
         )
+    check_finite(sd, source=source)
     model.load_state_dict(dict(sd), strict=True)
     return len(sd)
+
+
+def check_finite(sd: Mapping[str, Any], *, source: str) -> None:
+    """Refuse weights holding NaN or Inf: every embedding would come out NaN, silently.
+
+    Refused rather than warned about: no trained encoder needs a non-finite weight, and a model that
+    answers NaN passes shape checks, exports and even publishing unnoticed.
+    """
+    torch = require("torch")
+    bad = []
+    for key, t in sd.items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            n = int(t.numel() - torch.isfinite(t).sum())
+            if n:
+                bad.append(f"{key}: {n} of {t.numel()} values")
+    if bad:
+        raise WeightsError(
+            f"{source} holds NaN or Inf weights in {len(bad)} tensor(s) ({_fmt(bad, 2)}); the training run diverged "
+            "or the file is corrupt: pass a checkpoint saved before the divergence"
+        )
 
 
 def convert_and_load(

@@ -41,6 +41,21 @@ def sniff_format(path: Path) -> str:
     return "unknown"
 
 
+def check_safetensors_name(path: Path, fmt: str | None = None) -> None:
+    """Refuse a file named ``.safetensors`` that holds a pickle: one line saying what it really is.
+
+    torch.load would hand such a file to safetensors (a raw SafetensorError); mimzoo never unpickles a
+    file that claims to be safetensors, since whoever named it so expected no pickle inside.
+    """
+    fmt = fmt or sniff_format(path)
+    if fmt in ("torch-zip", "torch-pickle"):
+        what = "a PyTorch zip checkpoint (pickle inside)" if fmt == "torch-zip" else "a pickle"
+        raise WeightsError(
+            f"{path} is named .safetensors but is {what}; mimzoo does not unpickle a file that claims to be "
+            "safetensors: convert it with safetensors.torch.save_file, or rename it to .pth if you trust it"
+        )
+
+
 def sha256_of(path: str | Path, chunk: int = 1 << 22) -> str:
     """sha256 hex digest of a file, read in chunks."""
     h = hashlib.sha256()
@@ -74,11 +89,39 @@ def _load_torch(path: Path) -> Any:
         return _load_with_config_objects(path, e)
     except RuntimeError as e:
         if "TorchScript" in str(e):
-            raise WeightsError(f"{path} is a TorchScript archive (code, not only weights); "
-                               "save the model's state_dict() with torch.save or safetensors and pass that") from e
+            raise _torchscript(path) from e
         raise _corrupt(path, e) from e
     except (EOFError, zipfile.BadZipFile, ValueError) as e:
         raise _corrupt(path, e) from e
+
+
+def check_zip_sizes(path: Path) -> None:
+    """Refuse a zip whose records could expand beyond the file itself (a zip bomb), before torch reads it.
+
+    torch.save writes every record uncompressed, so each record's size must be its stored size, and
+    no record can be larger than the file on disk: the sizes the archive declares are checked
+    against the file, never trusted.
+    """
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise _corrupt(path, e) from e
+    if any(info.filename.rpartition("/")[2] == "constants.pkl" for info in infos):
+        raise _torchscript(path)
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise WeightsError(f"{path} holds a compressed record ({info.filename}), which torch.save never writes; "
+                               "the file was repacked or is hostile: re-save it with torch.save or safetensors")
+        if info.file_size != info.compress_size or info.header_offset + info.compress_size > size:
+            raise WeightsError(f"{path} declares a record ({info.filename}, {info.file_size} bytes) larger than the "
+                               "file itself; the file is truncated or corrupt: download or copy it again")
+
+
+def _torchscript(path: Path) -> WeightsError:
+    return WeightsError(f"{path} is a TorchScript archive (code, not only weights); "
+                        "save the model's state_dict() with torch.save or safetensors and pass that")
 
 
 def _corrupt(path: Path, e: Exception) -> WeightsError:
@@ -171,18 +214,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "model.safetensors"
-    if not p.is_file():
+    if not p.exists():
         raise WeightsError(f"checkpoint file not found: {p}; check the path")
+    if not p.is_file():  # a device, FIFO or socket: never read (/dev/zero would never end)
+        raise WeightsError(f"{p} is not a regular file; pass a checkpoint file")
     fmt = sniff_format(p)
     log.debug("reading %s (%s)", p, fmt)
-    if p.suffix == ".safetensors" and fmt in ("torch-zip", "torch-pickle"):
-        raise WeightsError(
-            f"{p} is named .safetensors but is a PyTorch pickle checkpoint ({fmt}); mimzoo does not unpickle "
-            "a file that claims to be safetensors: convert it with safetensors.torch.save_file, or rename it "
-            "to .pth if you mean to read it as a checkpoint"
-        )
+    if p.suffix == ".safetensors":
+        check_safetensors_name(p, fmt)
     if fmt == "safetensors" or (fmt == "unknown" and p.suffix == ".safetensors"):
         return flatten_checkpoint(_load_safetensors(p))
+    if fmt == "torch-zip":
+        check_zip_sizes(p)
     if fmt in ("torch-zip", "torch-pickle"):
         return flatten_checkpoint(_load_torch(p))
     raise WeightsError(f"{p} is neither safetensors nor a PyTorch checkpoint; pass a .safetensors or .pth file")
