@@ -73,7 +73,7 @@ def _acquire(path: Path, target: Path) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MimzooError(f"cannot create {path.parent} ({e.strerror}); choose another -o") from e
+        raise MimzooError(f"cannot create the folder of {target} ({e.strerror}); choose another -o") from e
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

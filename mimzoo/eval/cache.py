@@ -3,7 +3,8 @@
 A file is named by a hash of its key and carries the full key and a checksum of every tensor in
 its metadata. Reading checks all three: a file whose key differs (stale: written by another
 mimzoo or for other inputs) or whose bytes do not match (corrupt: truncated, edited) is
-reported and rebuilt, never used.
+reported and rebuilt, never used. Files are written to a temp name and renamed, so a run killed
+mid-write leaves no entry, only a temp file that the next write in that folder removes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 
 from .._atomic import atomic_file
+from .._outputs import sweep_temps
 
 log = logging.getLogger(__name__)
 FORMAT = "1"  # bump when what goes into a cache file changes
@@ -68,6 +70,7 @@ def save(path: Path, key: dict[str, Any], tensors: dict[str, torch.Tensor], info
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"mimzoo_features": FORMAT, "key": json.dumps(key, sort_keys=True), "info": json.dumps(info)}
     meta.update({f"checksum.{k}": _checksum(v) for k, v in tensors.items()})
+    sweep_temps(path.parent)  # half-written files of killed runs (their process is gone)
     with atomic_file(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     log.info("cached features in %s", path)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from .._atomic import atomic_file
+from .._outputs import sweep_temps
 from ..errors import MimzooError
 from .dist import Dist
 
@@ -64,6 +65,7 @@ def load_checkpoint(run_dir: Path, key: str, model: torch.nn.Module, optimizer: 
         CheckpointError: the checkpoint belongs to another run (model, data or settings differ).
     """
     path = run_dir / FILENAME
+    sweep_temps(run_dir)  # a checkpoint half-written by a killed run never took the name; its temp file goes
     if not path.is_file():
         return None
     try:

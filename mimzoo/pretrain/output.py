@@ -90,7 +90,7 @@ def check_output_folder(folder: Path) -> None:
     """Before a run starts (its lock held): `folder` is new, empty or a pretraining run's, and what a killed
     run left in it (temp files of checkpoints, weights and the model folder) is removed."""
     if folder.exists() and not folder.is_dir():
-        raise ForeignOutputError(f"{folder} is a file; pass a folder with -o")
+        raise ForeignOutputError(f"{folder} is a file, not a folder; choose another -o")
     if not folder.is_dir():
         return
     foreign = foreign_entries(folder, "pretrain")
