@@ -41,6 +41,12 @@ BUDGET_S = 600.0  # the whole run, as issue 12 asks
 NO_CUDA = "no CUDA GPU"
 BATCHES = (1, 32)
 TORCH_MODES = ("eager-fp32", "eager-fp16", "compile-fp16", "compile-bf16")
+# module -> distribution: what the CLI steps import (a GPU machine without network may lack some;
+# carry their wheels and set MIMZOO_WHEELS, see gpu_acceptance.sh)
+CLI_MODULES = {"click": "click", "numpy": "numpy", "PIL": "pillow", "safetensors": "safetensors",
+               "huggingface_hub": "huggingface_hub", "timm": "timm", "onnx": "onnx", "onnxruntime": "onnxruntime"}
+DIGITS_MODULES = {"sklearn": "scikit-learn"}  # the digits images ship inside scikit-learn
+EXPORT_MODULES = {"onnxscript": "onnxscript"}  # torch.onnx.export(dynamo=True)
 
 
 class StepFailed(Exception):
@@ -161,17 +167,38 @@ class Acceptance:
         v = self.doctor["backends"][backend]
         return None if v["ready"] else v["reason"]
 
+    def needs_modules(self, modules: dict[str, str]) -> str | None:
+        import importlib.util
+
+        missing = [dist for mod, dist in modules.items() if importlib.util.find_spec(mod) is None]
+        if not missing:
+            return None
+        return (f"python packages missing: {', '.join(missing)} (pip install them, or carry their wheels "
+                "and set MIMZOO_WHEELS=DIR)")
+
     def needs_device(self) -> str | None:
         if self.args.device == "cpu":
             return None
-        return NO_CUDA if self.verdict("torch-cuda") else None
+        if self.doctor is None:  # doctor could not run: ask torch directly
+            try:
+                import torch
+            except ImportError:
+                return "torch is not installed"
+            return None if torch.cuda.is_available() else NO_CUDA
+        cuda = next((r for r in self.doctor["checks"] if r["area"] == "cuda"), None)
+        if cuda is None or cuda["status"] != "ok":
+            return NO_CUDA
+        reason = self.verdict("torch-cuda")
+        return f"torch-cuda not ready: {reason}" if reason else None
 
     def needs(self, backend: str) -> Callable[[], str | None]:
         def check() -> str | None:
             if self.args.device != "cpu" and self.needs_device():
-                return NO_CUDA
+                return self.needs_device()
             if self.args.device == "cpu" and backend in ("tensorrt", "onnxruntime-cuda"):
                 return f"{backend} needs a CUDA GPU (this run is --device cpu)"
+            if backend == "tensorrt" and self.needs_modules(EXPORT_MODULES):
+                return self.needs_modules(EXPORT_MODULES)
             reason = self.verdict(backend)
             return f"{backend} not ready: {reason}" if reason else None
         return check
@@ -180,7 +207,7 @@ class Acceptance:
 
     def run_all(self) -> int:
         a = self.args
-        self.step("mimzoo doctor", self.run_doctor)
+        self.step("mimzoo doctor", self.run_doctor, lambda: self.needs_modules(CLI_MODULES))
         # the cheap CUDA steps first: when TensorRT is there and its builds run long, the budget
         # guard skips what is left rather than the whole run running past 10 minutes
         for mode in TORCH_MODES:
@@ -188,9 +215,10 @@ class Acceptance:
                       self.needs_device)
         for prec in ("fp16", "bf16"):
             self.step(f"pretrain mae {prec}, one step ({a.model})", lambda p=prec: self.pretrain(p),
-                      lambda p=prec: self.needs_device() or
+                      lambda p=prec: self.needs_device() or self.needs_modules({**CLI_MODULES, **DIGITS_MODULES}) or
                       ("fp16 pretraining is offered on GPUs only" if p == "fp16" and a.device == "cpu" else None))
-        self.step("eval mae-vit-digits k-NN on digits", self.eval_knn, self.needs_device)
+        self.step("eval mae-vit-digits k-NN on digits", self.eval_knn,
+                  lambda: self.needs_device() or self.needs_modules({**CLI_MODULES, **DIGITS_MODULES}))
         self.step("mimzoo bench onnxruntime (CUDA provider), batch 1/32", self.bench_ort_cuda,
                   self.needs("onnxruntime-cuda"))
         for prec in ("fp32", "fp16", "int8"):

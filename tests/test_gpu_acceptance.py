@@ -64,11 +64,24 @@ def test_a_step_that_fails_makes_the_exit_code_1(tmp_path: Path) -> None:
     assert rows["export --trt fp32 + verify (no-such-model, random init)"][-1].startswith("skipped: tensorrt")
 
 
-def test_device_names_are_sanitised() -> None:
+def _driver():
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
-        from gpu_acceptance import sanitise
+        import gpu_acceptance
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    return gpu_acceptance
+
+
+def test_device_names_are_sanitised() -> None:
+    sanitise = _driver().sanitise
     assert sanitise("NVIDIA H100 80GB HBM3") == "nvidia-h100-80gb-hbm3"
     assert sanitise("../../etc/passwd") == "etc-passwd"
+
+
+def test_a_missing_package_is_a_skip_that_names_it() -> None:
+    """A GPU machine without network may lack e.g. scikit-learn: those steps say so instead of failing."""
+    driver = _driver()
+    assert driver.Acceptance.needs_modules(None, {"json": "json"}) is None
+    reason = driver.Acceptance.needs_modules(None, {"no_such_module_e12": "no-such-dist"})
+    assert reason.startswith("python packages missing: no-such-dist") and "MIMZOO_WHEELS" in reason
