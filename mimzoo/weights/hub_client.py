@@ -14,7 +14,6 @@ defaults before huggingface_hub is first imported.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -32,17 +31,19 @@ def timeout_s(variable: str) -> float:
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = int(raw)  # huggingface_hub itself takes whole seconds only (it fails at import otherwise)
     except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise MimzooError(f"{variable}={raw!r} is not a number of seconds; set it to e.g. {default:g} (or unset it)")
-    return value
+        value = 0
+    if value <= 0:
+        raise MimzooError(f"{variable}={raw!r} is not a whole number of seconds; set it to e.g. {default:g} "
+                          "(or unset it)")
+    return float(value)
 
 
 def hub() -> Any:
     """The huggingface_hub module, its shared HTTP client given mimzoo's timeouts when it has none."""
     for variable, default in (("HF_HUB_ETAG_TIMEOUT", ETAG_TIMEOUT_S), ("HF_HUB_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S)):
+        timeout_s(variable)  # a bad value is one line naming the variable, before huggingface_hub trips on it
         os.environ.setdefault(variable, f"{default:g}")  # read by huggingface_hub at its first import only
     hf = require("huggingface_hub")
     httpx = require("httpx2")
