@@ -275,3 +275,30 @@ def test_redirects_are_followed_to_http_only(world):
         with pytest.raises(WeightsError, match=message):
             url_download(server.url + f"/sneaky{i}.pth")
     assert _cached(world) == [path.name]
+
+
+def test_a_silent_server_times_out_after_hf_hub_download_timeout_and_is_named(tmp_path, monkeypatch):
+    """A server that accepts the connection and never answers: the download ends after
+    HF_HUB_DOWNLOAD_TIMEOUT (not 60 s or never), the error names the server and the variable, nothing is cached."""
+    import socket
+    import time
+
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "1")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.append(sock.accept()[0]), daemon=True).start()
+    host = f"127.0.0.1:{sock.getsockname()[1]}"
+    start = time.monotonic()
+    try:
+        with pytest.raises(WeightsNotAvailableError) as e:
+            url_download(f"http://{host}/ckpt.pth", cache_dir=tmp_path)
+    finally:
+        for c in held:
+            c.close()
+        sock.close()
+    assert time.monotonic() - start < 10
+    msg = str(e.value)
+    assert f"the server {host} did not answer within 1 s (HF_HUB_DOWNLOAD_TIMEOUT" in msg and "weights=PATH" in msg
+    assert list(tmp_path.iterdir()) == []
