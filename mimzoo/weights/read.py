@@ -81,8 +81,11 @@ def _load_torch(path: Path) -> Any:
     (argparse Namespace, yacs CfgNode) get a second chance with :class:`~.unpickle.InertUnpickler`.
 
     No ``torch.serialization.safe_globals`` here: that would change a process-wide list (and drop
-    a class the caller had allowed itself)."""
+    a class the caller had allowed itself). A zip whose pickle names globals outside torch's list goes
+    straight to the second reader (listing them reads only the small pickle, not the tensors)."""
     torch = require("torch")
+    if _names_extra_globals(path):
+        return _load_with_config_objects(path, None)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -131,7 +134,19 @@ def _corrupt(path: Path, e: Exception) -> WeightsError:
     )
 
 
-def _load_with_config_objects(path: Path, refusal: pickle.UnpicklingError) -> Any:
+def _names_extra_globals(path: Path) -> bool:
+    """Whether a zip checkpoint's pickle names globals outside torch's weights-only list (read, not run)."""
+    from .unpickle import checkpoint_globals
+
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        return bool(checkpoint_globals(str(path)))
+    except Exception:  # noqa: BLE001 - an opcode the lister does not know: let torch's reader decide first
+        return False
+
+
+def _load_with_config_objects(path: Path, refusal: pickle.UnpicklingError | None) -> Any:
     """Second chance for official checkpoints whose extra globals are plain data or known config classes."""
     from .unpickle import InertCheckpointError, load_with_inert_configs
 
