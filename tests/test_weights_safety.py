@@ -456,3 +456,26 @@ def test_python2_names_are_mapped_before_the_allow_list():
     # mapping never widens the list: the mapped name is checked like any other
     with pytest.raises(InertCheckpointError, match="copyreg._reconstructor"):
         loads(b"\x80\x02" + _global("copy_reg", "_reconstructor") + pickle.STOP)
+
+
+def test_tensor_with_backward_hooks_is_refused(tmp_path):
+    """torch.save never writes hooks; a checkpoint that attaches one (here `set`) to a weight is refused,
+    whichever reader (torch's weights-only one, or mimzoo's) reads it."""
+    import argparse
+    import types
+    from collections import OrderedDict
+
+    class Hooked:
+        pass
+
+    class HookPickler(pickle.Pickler):
+        def reducer_override(self, obj):
+            if isinstance(obj, Hooked):
+                return (torch._utils._rebuild_parameter, (torch.ones(2), False, OrderedDict({0: set})))
+            return NotImplemented
+
+    module = types.SimpleNamespace(__name__="hook_pickle", Pickler=HookPickler, dump=pickle.dump)
+    for extra, name in (({}, "plain.pth"), ({"args": argparse.Namespace(lr=1)}, "with-args.pth")):
+        torch.save({"model": {"w": Hooked()}, **extra}, tmp_path / name, pickle_module=module)
+        with pytest.raises(WeightsError, match="backward hooks"):
+            read_checkpoint(tmp_path / name)

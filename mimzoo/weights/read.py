@@ -215,6 +215,10 @@ def flatten_checkpoint(obj: Any) -> dict[str, Any]:
         raise WeightsError("checkpoint contains no tensors; pass a file holding model weights")
     if all(k.startswith("module.") for k in sd):
         sd = {k[len("module."):]: v for k, v in sd.items()}
+    hooked = [k for k, v in sd.items() if getattr(v, "_backward_hooks", None)]
+    if hooked:  # torch.save never writes hooks; these would run in a later backward pass
+        raise WeightsError(f"checkpoint attaches backward hooks to {', '.join(hooked[:3])}, which torch.save never "
+                           "writes; the file is hostile or was crafted: re-save its tensors with safetensors")
     return sd
 
 

@@ -11,7 +11,8 @@ accepted or refused, leaves the process exactly as it was.** Therefore
   :class:`InertConfig` (a plain dict that records its state and runs none of its code);
   Python-2 names (``__builtin__.set``, written by ``torch.save``'s protocol 2) are mapped with
   pickle's own table (``_compat_pickle``) before the allow-list is consulted;
-- REDUCE / NEWOBJ call only allow-listed callables; INST, OBJ, EXT and out-of-band buffers are refused;
+- REDUCE / NEWOBJ call only allow-listed callables; INST, OBJ, EXT and out-of-band buffers are refused,
+  and so is a tensor carrying backward hooks (they would run later, in a backward pass);
 - BUILD, SETITEM(S), APPEND(S) and ADDITEMS change only objects this load created, of a few inert
   types (dicts, lists, sets, tensors, :class:`InertConfig`, ``argparse.Namespace``), never a class,
   function or module that a GLOBAL opcode brought in (that is how a crafted file would rewrite
@@ -147,7 +148,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc]
         self._check_callable(func)
         if type(args) is not tuple:
             raise InertCheckpointError("REDUCE arguments must be a tuple")
-        self.stack[-1] = func(*args)
+        self.stack[-1] = _without_hooks(func(*args))
 
     def load_newobj(self) -> None:
         args = self.stack.pop()
@@ -186,6 +187,7 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc]
             inst.set_(*state)
         elif type(inst) is torch.nn.Parameter:
             inst.__setstate__(state)
+            _without_hooks(inst)
         else:
             _set_plain_attributes(inst, state)
 
@@ -224,6 +226,14 @@ class InertUnpickler(pickle._Unpickler):  # type: ignore[name-defined, misc]
     for _op in ("INST", "OBJ", "EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"):
         dispatch[getattr(pickle, _op)[0]] = _refuse(_op)
     del _op
+
+
+def _without_hooks(obj: Any) -> Any:
+    """Refuse a tensor that comes with backward hooks: torch.save never writes any, and they would run
+    during a later backward pass."""
+    if getattr(obj, "_backward_hooks", None):
+        raise InertCheckpointError("a tensor with backward hooks is not allowed")
+    return obj
 
 
 def _set_plain_attributes(inst: Any, state: Any) -> None:
