@@ -104,14 +104,15 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
         # the new run is built in a temp folder and swapped in only once complete: an interrupted
         # run leaves the previous results (and their marker) as they were, and a plain rerun works
         with atomic_dir(out, overwrite=True, kind="quickstart") as tmp:
-            run = _Runner(config, tmp, say, cache=out / "cache")
+            cache = out / "cache" if out.is_dir() else tmp / "cache"  # a first run leaves nothing under `out` if cut
+            run = _Runner(config, tmp, say, cache=cache)
             for step in (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish):
                 step()
             report = QuickstartReport(output=out, steps=tuple(run.steps), figures=run.figures)
             with atomic_file(tmp / MARKER) as summary:
                 Path(summary).write_text(json.dumps({"config": asdict(config), "steps": report.rows(),
                                                      "figures": run.figures}, indent=2, default=str) + "\n")
-            if (out / "cache").is_dir():  # the feature cache moves on with the results
+            if cache == out / "cache" and cache.is_dir():  # the feature cache moves on with the results
                 os.replace(out / "cache", tmp / "cache")
     return report
 
