@@ -117,7 +117,7 @@ def check_finite(sd: Mapping[str, Any], *, source: str) -> None:
     torch = require("torch")
     bad = []
     for key, t in sd.items():
-        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+        if isinstance(t, torch.Tensor) and not t.is_meta and (t.is_floating_point() or t.is_complex()):
             n = int(t.numel() - torch.isfinite(t).sum())
             if n:
                 bad.append(f"{key}: {n} of {t.numel()} values")
