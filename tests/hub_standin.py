@@ -626,5 +626,13 @@ def make_onnx_export(encoder, model_folder, out, *, passed: bool = True, fmt: st
                          "tolerances": {"max_abs": 1e-4, "cosine_min": 0.9999}, "batches": 1,
                          "data": str(out.parent / "private-data" / "digits")},
     }
+    from mimzoo._outputs import write_marker
+    from mimzoo.exporters.metadata import artifact_sha256
+
+    # what `mimzoo export` records once verification passed: the digest of the verified model, and the
+    # marker of a complete export (publish refuses an export without them, or changed since)
+    meta["artifact_sha256"] = artifact_sha256(out / "model.onnx")
     (out / "export.json").write_text(json.dumps(meta))
+    if passed:
+        write_marker(out, "export", verified=True, artifact_sha256=meta["artifact_sha256"])
     return out

@@ -8,6 +8,7 @@ to talk to a private hub or a mirror after that. Every request has a timeout (se
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,52 +46,76 @@ def hub_download(
         provide_hint: how to supply the file by hand, appended to the not-available error.
     """
     hf = hub()
-    errors = require("huggingface_hub.errors")
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
-    fix = provide_hint or "pass weights=PATH to a local copy"
-    if not is_offline() and not _is_cached(hf, repo_id, filename, revision, cache_dir):
-        _first_contact(hf, repo_id, filename, revision, endpoint, where, fix)
+    ctx = _Context(repo_id, filename, revision, where, endpoint_of(endpoint), str(cache_dir or hub_cache_dir()),
+                   provide_hint or "pass weights=PATH to a local copy")
     try:
+        if not is_offline() and not _is_cached(hf, repo_id, filename, revision, cache_dir):
+            _first_contact(hf, ctx, endpoint)
         path = hf.hf_hub_download(
             repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
             etag_timeout=timeout_s("HF_HUB_ETAG_TIMEOUT"),
         )
-    except errors.HFValidationError as e:
-        raise WeightsError(f"invalid Hub repo id or revision in '{where}' ({e}); use 'org/name[@revision]'") from e
-    except errors.RepositoryNotFoundError as e:
-        raise WeightsError(f"Hub repo '{repo_id}' not found (or private: set HF_TOKEN); check the repo id") from e
-    except errors.RevisionNotFoundError as e:
-        raise WeightsError(f"revision '{revision}' not found in Hub repo '{repo_id}'; check the revision") from e
-    except errors.LocalEntryNotFoundError as e:
-        # offline (HF_HUB_OFFLINE=1), unreachable, timed out or failing, and not in the cache
-        cache = cache_dir or hub_cache_dir()
-        server = endpoint_of(endpoint)
-        failure = None if is_offline() else network_failure(e, server, "HF_HUB_DOWNLOAD_TIMEOUT")
-        if failure is not None:
-            raise WeightsNotAvailableError(f"cannot download {where}: {failure}, or {fix}") from e
-        answer = None if is_offline() else http_answer(e)
-        if answer is not None:  # a 4xx the client does not type (400, 403, 405, ...)
-            raise WeightsError(f"cannot download {where}: the Hub at {server} answered HTTP {answer[0]} "
-                               f"({answer[1]}); check the repo id, revision and file name, and that {server} "
-                               "is a Hugging Face Hub") from e
-        mode = "offline mode is on" if is_offline() else f"the Hub at {server} is unreachable"
-        raise WeightsNotAvailableError(
-            f"{where} is not in the Hugging Face cache ({cache}) and {mode}; "
-            f"{fix}, or fill that cache on a connected machine and set HF_HUB_OFFLINE=1"
-        ) from e
-    except errors.EntryNotFoundError as e:
-        raise HubFileNotFoundError(f"file '{filename}' not found in Hub repo '{repo_id}'; check the file name") from e
-    except errors.HfHubHTTPError as e:
-        if getattr(e.response, "status_code", None) == 401:  # a token was sent and refused
-            raise WeightsError(f"the Hub refused the token for {where} (401 Unauthorized); set HF_TOKEN to a valid "
-                               "token (or unset it for public repos)") from e
-        raise WeightsError(f"Hub request for {where} failed ({str(e).splitlines()[0]}); retry or check access") from e
-    except Exception as e:  # a timeout or transport error the client let through
-        failure = network_failure(e, endpoint_of(endpoint), "HF_HUB_DOWNLOAD_TIMEOUT")
-        if failure is None:
+    except WeightsError:
+        raise
+    except Exception as e:
+        mapped = _translate(e, ctx)
+        if mapped is None:
             raise
-        raise WeightsNotAvailableError(f"cannot download {where}: {failure}, or {fix}") from e
+        raise mapped from e
     return Path(path)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What an error message about one download names."""
+
+    repo_id: str  # org/name
+    filename: str  # file in the repo
+    revision: str | None  # as asked
+    where: str  # repo/file[@revision]
+    server: str  # the Hub URL
+    cache: str  # the huggingface_hub cache folder
+    fix: str  # how to supply the file by hand
+
+
+def _translate(e: Exception, ctx: _Context) -> WeightsError | None:
+    """The one-line error for a failed Hub download, or None for an exception that is not about the Hub."""
+    errors = require("huggingface_hub.errors")
+    where = ctx.where
+    if isinstance(e, errors.HFValidationError):
+        return WeightsError(f"invalid Hub repo id or revision in '{where}' ({e}); use 'org/name[@revision]'")
+    if isinstance(e, errors.RepositoryNotFoundError):
+        return WeightsError(f"Hub repo '{ctx.repo_id}' not found (or private: set HF_TOKEN); check the repo id")
+    if isinstance(e, errors.RevisionNotFoundError):
+        return WeightsError(f"revision '{ctx.revision}' not found in Hub repo '{ctx.repo_id}'; check the revision")
+    if isinstance(e, errors.LocalEntryNotFoundError):  # offline, or the Hub failed, and the file is not cached
+        if is_offline():
+            return WeightsNotAvailableError(
+                f"{where} is not in the Hugging Face cache ({ctx.cache}) and offline mode is on; {ctx.fix}, or fill "
+                "that cache on a connected machine and set HF_HUB_OFFLINE=1")
+        return _failure(e, ctx) or WeightsNotAvailableError(
+            f"{where} is not in the Hugging Face cache ({ctx.cache}) and the Hub at {ctx.server} is unreachable; "
+            f"{ctx.fix}, or fill that cache on a connected machine and set HF_HUB_OFFLINE=1")
+    if isinstance(e, errors.EntryNotFoundError):
+        return HubFileNotFoundError(f"file '{ctx.filename}' not found in Hub repo '{ctx.repo_id}'; check the file name")
+    if isinstance(e, errors.HfHubHTTPError) and getattr(e.response, "status_code", None) == 401:
+        return WeightsError(f"the Hub refused the token for {where} (401 Unauthorized); set HF_TOKEN to a valid "
+                            "token (or unset it for public repos)")
+    return _failure(e, ctx)
+
+
+def _failure(e: BaseException, ctx: _Context) -> WeightsError | None:
+    """A Hub that failed (5xx, 429), timed out, could not be reached, or answered another HTTP error."""
+    failure = network_failure(e, ctx.server, "HF_HUB_DOWNLOAD_TIMEOUT")
+    if failure is not None:
+        return WeightsNotAvailableError(f"cannot download {ctx.where}: {failure}, or {ctx.fix}")
+    answer = http_answer(e)
+    if answer is not None:  # a 4xx the client does not type (400, 403, 405, ...)
+        return WeightsError(f"cannot download {ctx.where}: the Hub at {ctx.server} answered HTTP {answer[0]} "
+                            f"({answer[1]}); check the repo id, revision and file name, and that {ctx.server} is a "
+                            "Hugging Face Hub")
+    return None
 
 
 def _is_cached(hf: Any, repo_id: str, filename: str, revision: str | None, cache_dir: Any) -> bool:
@@ -98,18 +123,9 @@ def _is_cached(hf: Any, repo_id: str, filename: str, revision: str | None, cache
     return isinstance(found, str)
 
 
-def _first_contact(hf: Any, repo_id: str, filename: str, revision: str | None, endpoint: str | None, where: str,
-                   fix: str) -> None:
+def _first_contact(hf: Any, ctx: _Context, endpoint: str | None) -> None:
     """One metadata request, bounded by HF_HUB_ETAG_TIMEOUT and not retried, for a file that is not cached:
     a Hub that hangs or fails (5xx) is reported now, not after huggingface_hub's five 60-second retries.
-    Answers that name the problem (404, 401, ...) are left to hf_hub_download, which raises them typed."""
-    server = endpoint_of(endpoint)
-    url = hf.hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint)
-    try:
-        hf.get_hf_file_metadata(url, timeout=timeout_s("HF_HUB_ETAG_TIMEOUT"), endpoint=endpoint,
-                                retry_on_errors=False)
-    except Exception as e:  # noqa: BLE001 - classified below; anything else is left to hf_hub_download
-        failure = network_failure(e, server)
-        if failure is None:
-            return
-        raise WeightsNotAvailableError(f"cannot download {where}: {failure}, or {fix}") from e
+    Its errors are raised as hf_hub_download's would be (the caller translates them)."""
+    url = hf.hf_hub_url(ctx.repo_id, ctx.filename, revision=ctx.revision, endpoint=endpoint)
+    hf.get_hf_file_metadata(url, timeout=timeout_s("HF_HUB_ETAG_TIMEOUT"), endpoint=endpoint, retry_on_errors=False)
