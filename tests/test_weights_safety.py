@@ -479,3 +479,19 @@ def test_tensor_with_backward_hooks_is_refused(tmp_path):
         torch.save({"model": {"w": Hooked()}, **extra}, tmp_path / name, pickle_module=module)
         with pytest.raises(WeightsError, match="backward hooks"):
             read_checkpoint(tmp_path / name)
+
+
+def test_legacy_format_and_numpy_metrics_with_config_objects_load(tmp_path):
+    """The inert reader also serves torch's legacy (non-zip) format, and numpy scalars become inert data."""
+    import argparse
+
+    import numpy as np
+
+    m = torch.nn.Linear(3, 2)
+    torch.save({"model": m.state_dict(), "args": argparse.Namespace(lr=1)}, tmp_path / "legacy.pth",
+               _use_new_zipfile_serialization=False)
+    torch.save({"model": m.state_dict(), "best_acc": np.float64(0.7), "args": argparse.Namespace(lr=1)},
+               tmp_path / "numpy.pth")
+    for name in ("legacy.pth", "numpy.pth"):
+        sd = read_checkpoint(tmp_path / name)
+        assert sorted(sd) == ["bias", "weight"] and all(torch.equal(sd[k], m.state_dict()[k]) for k in sd)
