@@ -44,11 +44,14 @@ def test_cli_writes_table_markdown_and_chart(tmp_path, exports):
                 "--batch", "2", "--iters", "2", "--warmup", "1", "--threads", "1", "--no-memory",
                 "--export", f"onnxruntime={exports['onnxruntime']}", "-o", str(md), "--chart", str(png))
     assert r.returncode == 0, r.stderr
-    header = r.stdout.splitlines()[0].split()
-    assert header[:7] == ["backend", "batch", "img/s", "p50", "ms", "p95", "ms"]
+    lines = r.stdout.splitlines()
+    header = lines[lines.index("") + 1].split()  # the run's header, a blank line, then the table
+    assert header[:9] == ["backend", "batch", "img/s", "p50", "ms", "IQR", "ms", "p95", "ms"]
     assert "torch-fp16" in r.stdout and "skipped" in r.stdout and "--device cuda" in r.stdout
-    table = md.read_text()
-    assert table.startswith("| backend | batch | img/s |") and table.count("\n") == 2 + 3
+    text = md.read_text()
+    assert text.startswith("- model: mae-vit-test\n")
+    table = text[text.index("| backend | batch | img/s |"):]
+    assert table.count("\n") == 2 + 3 and "| IQR ms |" in table and "| x IQR | threads |" in table
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (960, 540)
         colours = {c for _, c in im.convert("RGB").getcolors(1 << 20)}
@@ -59,9 +62,15 @@ def test_interleaved_timing_and_rows():
     order = []
     backends = [Backend(n, lambda x: x, lambda x, n=n: order.append(n)) for n in ("torch", "onnxruntime")]
     times = time_interleaved(backends, {"torch": 0, "onnxruntime": 0}, iters=3)
-    assert order == ["torch", "onnxruntime"] * 3 and all(len(v) == 3 for v in times.values())
+    # every round runs each backend once; the round's first backend rotates
+    assert order == ["torch", "onnxruntime", "onnxruntime", "torch", "torch", "onnxruntime"]
+    assert all(len(v) == 3 for v in times.values())
     rows = rows_from_times({"torch": [0.4, 0.2, 0.3], "onnxruntime": [0.1, 0.1, 0.2]}, 8, {"torch": 5.0}, {})
     assert rows[0].p50_ms == pytest.approx(300) and rows[1].speedup == pytest.approx(3.0)
+    # spreads: latency quartiles and the IQR of per-round ratios (4, 2, 1.5 paired by round)
+    assert (rows[0].q1_ms, rows[0].q3_ms, rows[0].min_ms, rows[0].max_ms) == pytest.approx((250, 350, 200, 400))
+    assert (rows[1].speedup_q1, rows[1].speedup_q3) == pytest.approx((1.75, 3.0))
+    assert rows[1].to_dict()["speedup_iqr"] == "1.75-3.00" and rows[1].to_dict()["iqr_ms"] == "100-150"
     assert rows[0].throughput == pytest.approx(8 / 0.3) and rows[0].peak_mib == 5.0 and rows[1].peak_mib is None
     assert "| onnxruntime | 8 |" in to_markdown([r.to_dict() for r in rows])
 
@@ -116,3 +125,86 @@ def test_cpu_rows_say_how_they_were_timed(exports):
                  threads=1, exports={"onnxruntime": exports["onnxruntime"]}, memory=False)
     assert "timed: input and outputs CPU tensors" in rows[0]["note"]
     assert "CPU; timed: numpy in and out (session.run)" in rows[1]["note"]
+
+
+def test_every_backend_gets_the_same_threads(exports):
+    """Issue 14 item 3: one thread count for all backends, never each runtime's own default; each row reports
+    what its runtime really used (read back from torch and from the onnxruntime session)."""
+    import torch
+
+    from mimzoo.exporters.bench_machine import default_threads
+
+    before = torch.get_num_threads()
+    for threads, expected in ((None, default_threads()), (1, 1)):
+        rows = bench("mae-vit-test", pretrained=False, backends=["torch", "onnxruntime", "onnxruntime-int8"],
+                     batches=[1], iters=2, warmup=1, threads=threads, exports=exports, memory=False)
+        assert [r["threads"] for r in rows] == [expected] * 3, rows
+    assert torch.get_num_threads() == before  # the caller's setting is restored
+
+
+def test_onnxruntime_sessions_take_the_bench_threads(exports):
+    from mimzoo.exporters.bench_backends import load_backend
+
+    from mimzoo.exporters.bench_backends import BenchSession
+
+    b = load_backend("onnxruntime", None, BenchConfig(backends=("onnxruntime",), threads=3), exports["onnxruntime"])
+    assert b.threads() == 3  # read back from the session bench runs
+    s = BenchSession.open(exports["onnxruntime"] / "model.onnx", ["CPUExecutionProvider"], 3)
+    opts = s.session.get_session_options()
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (3, 1)
+    with pytest.raises(ExportError, match="--threads must be >= 1"):
+        BenchConfig(threads=0)
+
+
+def _fake_load(load1):
+    from mimzoo.exporters.bench_machine import LoadProbe
+
+    return LoadProbe(loadavg=lambda: (load1, load1, load1), cpu_seconds=lambda: 0.0)
+
+
+def test_header_states_threads_model_command_machine_and_warns_on_load():
+    from importlib.metadata import version
+
+    from mimzoo.exporters.bench_machine import bench_header, usable_cores
+
+    cores = usable_cores()
+    quiet = bench_header("mae-vit-b", threads=cores, device="cpu", batches=(1, 8), iters=10, warmup=2,
+                         command="python benchmarks/export_vitb_cpu.py", probe=_fake_load(0.2))
+    text = "\n".join(quiet.lines())
+    assert quiet.warning is None and "warning" not in text
+    assert "model: mae-vit-b" in text and "command: python benchmarks/export_vitb_cpu.py" in text
+    assert f"threads: {cores} intra-op thread(s) for every backend" in text and "inter_op_num_threads 1" in text
+    assert f"torch {version('torch')}" in text and f"onnxruntime {version('onnxruntime')}" in text
+    assert f"{cores} usable cores" in text and quiet.machine.cpu in text
+    busy = bench_header("mae-vit-b", threads=cores, device="cpu", batches=(1,), iters=3, warmup=1, command="x",
+                        probe=_fake_load(cores + 3.0))
+    assert busy.warning and "machine is busy" in busy.warning and "\n" not in busy.warning
+    assert busy.lines()[-1] == f"warning: {busy.warning}"
+    # one thread leaves cores - 1 free: the same load minus those cores still warns only above the tolerance
+    assert bench_header("m", threads=1, device="cpu", batches=(1,), iters=1, warmup=0, command="x",
+                        probe=_fake_load(cores - 1 + 0.3)).warning is None
+    data = json.loads(json.dumps(busy.to_dict()))
+    assert data["threads"] == cores and data["machine"]["torch"] == version("torch") and data["warning"]
+
+
+def test_cli_prints_one_warning_line_when_the_load_is_high(tmp_path, exports):
+    """The CLI reads the load through a probe it is handed (click's context object), so a test fakes a busy
+    machine without touching os; the warning is one line on stderr and in the JSON output."""
+    from click.testing import CliRunner
+
+    from mimzoo.cli.bench_cmd import bench as bench_command
+
+    out = tmp_path / "b.json"
+    args = ["mae-vit-test", "--random-init", "--backends", "torch,onnxruntime", "--batch", "1", "--iters", "2",
+            "--warmup", "0", "--threads", "1", "--no-memory", "--export", f"onnxruntime={exports['onnxruntime']}",
+            "-o", str(out)]
+    busy = CliRunner().invoke(bench_command, args, obj={"load_probe": _fake_load(50.0)})
+    assert busy.exit_code == 0, busy.output
+    warnings = [line for line in busy.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "machine is busy" in warnings[0]
+    data = json.loads(out.read_text())
+    assert data["header"]["warning"] and data["header"]["threads"] == 1
+    assert {r["threads"] for r in data["rows"]} == {1} and all(r["speedup_iqr"] for r in data["rows"])
+    args[-1] = str(tmp_path / "quiet.json")
+    quiet = CliRunner().invoke(bench_command, args, obj={"load_probe": _fake_load(0.0)})
+    assert quiet.exit_code == 0 and "warning:" not in quiet.stderr

@@ -12,8 +12,9 @@ import click
 
 from .table import render
 
-TABLE = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"),
-         ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"), ("status", "status"), ("note", "note")]
+TABLE = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"), ("iqr_ms", "IQR ms"),
+         ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"), ("speedup_iqr", "x IQR"),
+         ("threads", "threads"), ("status", "status"), ("note", "note")]
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -45,7 +46,8 @@ def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--iters", type=int, default=10, show_default=True, help="Timed rounds; each runs every backend once.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Untimed calls per backend and batch first.")
-@click.option("--threads", type=int, help="Intra-op threads for torch and onnxruntime (default: theirs).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="Intra-op threads, the same for every backend (default: every core this process may use).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
 @click.option("--random-init", is_flag=True, help="Random weights (seeded with --seed) instead of pretrained.")
@@ -57,34 +59,60 @@ def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--images", type=int, help="How many real images verification compares.")
 @click.option("--no-memory", is_flag=True, help="Skip the peak-memory column (measured in child interpreters).")
 @click.option("--chart", metavar="PNG", help="Also draw the throughput as a bar chart.")
-@click.option("-o", "--output", metavar="FILE", help="Write the results: FILE.json or FILE.md (markdown table).")
+@click.option("-o", "--output", metavar="FILE", help="Write the results with their header (threads, command, machine): FILE.json or FILE.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def bench(model: str, backends: str, batches: str, iters: int, warmup: int, threads: int | None, device: str,
           img_size: int | None, random_init: bool, weights: str | None, seed: int, exports: tuple[str, ...],
           workdir: str | None, data: str, images: int | None, no_memory: bool, chart: str | None, output: str | None, as_json: bool) -> None:
     """Throughput, latency p50/p95 and peak memory of MODEL on each backend, side by side.
 
+    Every backend gets the same intra-op threads (--threads), rounds are interleaved, and a header states
+    the threads, the command and the machine; it warns when other processes load the machine.
     Backends that cannot run here are listed as skipped, with the reason. Example:
 
       mimzoo bench mae-vit-b --backends torch,onnxruntime,onnxruntime-int8 --batch 1,8
     """
     from ..api.export import bench as run
     from ..exporters.bench import to_markdown
+    from ..exporters.bench_machine import LoadProbe, bench_header, default_threads
     from ..exporters.chart import bar_chart
     from ..exporters.metadata import write_json
     from .._atomic import atomic_file
 
+    threads = threads or default_threads()
+    probe = (click.get_current_context().obj or {}).get("load_probe") or LoadProbe()  # tests pass a fake load via obj
+    header = bench_header(model, threads=threads, device=device, batches=_ints(batches, "--batch"), iters=iters,
+                          warmup=warmup, command=_command(), probe=probe)
+    if header.warning:
+        click.echo(f"warning: {header.warning}", err=True)
     rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=_ints(batches, "--batch"),
                iters=iters, warmup=warmup, threads=threads, device=device, pretrained=not random_init, weights=weights,
                seed=seed, img_size=img_size, exports=_exports(exports), workdir=workdir,
                data=None if data == "none" else data, images=images, memory=not no_memory, progress=lambda line: click.echo(line, err=True))
+    warned = header.warning
+    header = header.with_load(probe.read(), after=True)  # the load while it ran, this process's share subtracted
+    if header.warning and not warned:
+        click.echo(f"warning: {header.warning}", err=True)
     if output:
         path = Path(output)
         if path.suffix == ".md":
             with atomic_file(path) as tmp:
-                tmp.write_text(to_markdown(rows) + "\n", encoding="utf-8")
+                tmp.write_text(header.markdown() + "\n\n" + to_markdown(rows) + "\n", encoding="utf-8")
         else:
-            write_json(path, {"model": model, "device": device, "rows": rows})
+            write_json(path, {"model": model, "device": device, "header": header.to_dict(), "rows": rows})
     if chart:
-        bar_chart(rows, chart, title=f"{model}: throughput on {device}")
-    click.echo(json.dumps(rows, indent=2) if as_json else render(rows, TABLE))
+        bar_chart(rows, chart, title=f"{model}: throughput on {device}, {threads} thread(s) each")
+    if as_json:  # stdout stays the rows (scripts parse it); the header goes to stderr, and into -o FILE.json
+        click.echo("\n".join(header.lines()), err=True)
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo("\n".join(header.lines()) + "\n\n" + render(rows, TABLE))
+
+
+def _command() -> str:
+    """The command as typed (`mimzoo bench ...`), to rerun the figures."""
+    import sys
+
+    from ..exporters.bench_machine import command_line
+
+    return command_line(sys.argv, program="mimzoo")

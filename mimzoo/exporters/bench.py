@@ -2,8 +2,15 @@
 
 Backends are loaded one after the other, their memory measured alone in a child interpreter, and
 timed interleaved in this one:
-for each batch size, each round runs every backend once, so drifts in machine load (shared CPUs,
-GPU clocks) hit all of them alike. Speedups are ratios to ``torch`` at the same batch size.
+for each batch size, each round runs every backend once (starting one backend later each round), so
+drifts in machine load (shared CPUs, GPU clocks) hit all of them alike. Speedups are ratios to ``torch``
+at the same batch size; each row also gives the interquartile range (IQR) of its latencies and of its
+per-round ratios to ``torch``, so a reader sees how far the figures spread.
+
+Every backend gets the same intra-op thread count (``BenchConfig.threads``, default every usable core;
+never each runtime's own default): ``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``
+(``inter_op_num_threads`` 1, sequential execution). Each row reports the count its runtime really used,
+read back from torch and from the session. :mod:`.bench_machine` writes the header that states them.
 
 ONNX backends run verified exports (``mimzoo.export``; INT8 passes its accuracy gate first), built
 into a work folder or reused from ``exports``. A backend that cannot run here (no GPU, no TensorRT,
@@ -53,7 +60,7 @@ class BenchConfig:
     batches: tuple[int, ...] = (1, 8, 32)  # batch sizes
     iters: int = 10  # timed calls per backend and batch (interleaved rounds)
     warmup: int = 2  # untimed calls per backend and batch first (torch.compile compiles here)
-    threads: int | None = None  # intra-op threads of torch and onnxruntime (None: their default)
+    threads: int | None = None  # intra-op threads of torch and onnxruntime alike (None: every usable core)
     device: str = "cpu"  # "cpu" or "cuda"
     exports: dict[str, str] = field(default_factory=dict)  # backend -> existing export folder to reuse
     export_options: dict[str, Any] = field(default_factory=dict)  # extra mimzoo.export options (data, images)
@@ -65,6 +72,12 @@ class BenchConfig:
             raise ExportError(f"unknown backend {', '.join(unknown)}; use {', '.join(BACKENDS)}")
         if not self.batches or min(self.batches) < 1 or self.iters < 1 or self.warmup < 0:
             raise ExportError("batches must be positive, --iters >= 1 and --warmup >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ExportError(f"--threads must be >= 1 (got {self.threads}); leave it out for every usable core")
+        if self.threads is None:  # one stated number for every backend, never each runtime's own default
+            from .bench_machine import default_threads
+
+            object.__setattr__(self, "threads", default_threads())
 
 
 @dataclass
@@ -77,6 +90,7 @@ class Backend:
     note: str = ""  # shown in the table (e.g. the export used, compile time)
     timing: str = ""  # how a call is timed (where input and outputs live, streams): shown in the note
     failed: dict[int, str] = field(default_factory=dict)  # batch size -> why it failed there (others still run)
+    threads: Callable[[], int | None] = lambda: None  # intra-op threads its runtime really uses (None: not CPU-threaded)
 
 
 @dataclass
@@ -89,12 +103,33 @@ class BenchRow:
     throughput: float | None = None  # images per second at the median latency
     p50_ms: float | None = None  # median latency of one batch
     p95_ms: float | None = None  # 95th percentile latency
+    q1_ms: float | None = None  # first quartile of the latencies
+    q3_ms: float | None = None  # third quartile of the latencies
+    min_ms: float | None = None  # fastest call
+    max_ms: float | None = None  # slowest call
     peak_mib: float | None = None  # peak memory above a fresh interpreter's (RSS on CPU, device memory on GPU)
     speedup: float | None = None  # torch p50 / this p50, same batch
+    speedup_q1: float | None = None  # first quartile of the per-round ratios torch time / this time
+    speedup_q3: float | None = None  # third quartile of the per-round ratios
+    threads: int | None = None  # intra-op threads its runtime used while timed (read back from torch / the session)
     note: str = ""  # why skipped, or what ran
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields, plus the spreads as text for tables (``iqr_ms`` "q1-q3", ``speedup_iqr``)."""
+        out = asdict(self)
+        out["iqr_ms"] = _span(self.q1_ms, self.q3_ms)
+        out["speedup_iqr"] = _span(self.speedup_q1, self.speedup_q3, ratio=True)
+        return out
+
+
+def _span(lo: float | None, hi: float | None, ratio: bool = False) -> str | None:
+    """"lo-hi" as tables show a spread: ratios with two decimals, times with three significant digits."""
+    if lo is None or hi is None:
+        return None
+    if ratio:
+        return f"{lo:.2f}-{hi:.2f}"
+    fmt = (lambda v: f"{v:.3g}") if max(abs(lo), abs(hi)) < 100 else (lambda v: f"{v:.0f}")
+    return f"{fmt(lo)}-{fmt(hi)}"
 
 
 class MemorySampler:
@@ -140,10 +175,15 @@ def percentile(values: list[float], q: float) -> float:
 
 def time_interleaved(backends: list[Backend], inputs: dict[str, Any], iters: int,
                      sync: Callable[[], None] = lambda: None) -> dict[str, list[float]]:
-    """Seconds per call of each backend, measured in rounds that run every backend once."""
+    """Seconds per call of each backend, measured in rounds that run every backend once.
+
+    Round r starts with backend r (mod their number), so none always runs first or right after the same
+    neighbour. Each backend's list holds one time per round, in round order (ratios pair them by round).
+    """
     times: dict[str, list[float]] = {b.name: [] for b in backends}
-    for _ in range(iters):
-        for b in backends:
+    for r in range(iters):
+        k = r % len(backends) if backends else 0
+        for b in backends[k:] + backends[:k]:
             x = inputs[b.name]
             t0 = time.perf_counter()
             b.call(x)
@@ -153,14 +193,25 @@ def time_interleaved(backends: list[Backend], inputs: dict[str, Any], iters: int
 
 
 def rows_from_times(times: dict[str, list[float]], batch: int, memory: dict[str, float], notes: dict[str, str],
-                    baseline: str = "torch") -> list[BenchRow]:
-    """Table rows of one batch size, with speedups against `baseline` when it ran."""
-    base = statistics.median(times[baseline]) if times.get(baseline) else None
+                    baseline: str = "torch", threads: dict[str, int | None] | None = None) -> list[BenchRow]:
+    """Table rows of one batch size, with speedups against `baseline` when it ran.
+
+    The speedup is the ratio of the medians; its spread is the IQR of the per-round ratios (the lists
+    are paired by round, as :func:`time_interleaved` returns them).
+    """
+    base_ts = times.get(baseline)
+    base = statistics.median(base_ts) if base_ts else None
     rows = []
     for name, ts in times.items():
         p50 = statistics.median(ts)
-        rows.append(BenchRow(name, batch, "ok", throughput=batch / p50, p50_ms=p50 * 1e3, p95_ms=percentile(ts, 95) * 1e3,
-                             peak_mib=memory.get(name), speedup=(base / p50) if base else None, note=notes.get(name, "")))
+        ms = [t * 1e3 for t in ts]
+        ratios = [b / t for b, t in zip(base_ts, ts)] if base_ts and len(base_ts) == len(ts) else None
+        rows.append(BenchRow(name, batch, "ok", throughput=batch / p50, p50_ms=p50 * 1e3, p95_ms=percentile(ms, 95),
+                             q1_ms=percentile(ms, 25), q3_ms=percentile(ms, 75), min_ms=min(ms), max_ms=max(ms),
+                             peak_mib=memory.get(name), speedup=(base / p50) if base else None,
+                             speedup_q1=percentile(ratios, 25) if ratios else None,
+                             speedup_q3=percentile(ratios, 75) if ratios else None,
+                             threads=(threads or {}).get(name), note=notes.get(name, "")))
     return rows
 
 
@@ -178,8 +229,7 @@ def run_bench(encoder: Any, model: Any, cfg: BenchConfig, workdir: Path,
     import torch
 
     threads_before = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads)  # onnxruntime sessions get the same number (bench_backends)
     try:
         return _run(encoder, model, cfg, workdir, say)
     finally:
@@ -277,8 +327,10 @@ def _timed_rows(loaded: list[Backend], skipped: dict[str, tuple[str, str]], memo
         runnable = [b for b in loaded if n not in b.failed]
         inputs = {b.name: b.prepare(data[n]) for b in runnable}
         times = time_interleaved(runnable, inputs, cfg.iters, sync) if runnable else {}
+        threads = {b.name: b.threads() for b in runnable}  # what each runtime really used, read back after timing
         failed = {b.name: b.failed[n] for b in loaded if n in b.failed}
-        by_name = {r.backend: r for r in rows_from_times(times, n, {k: v for (k, b), v in memory.items() if b == n}, notes)}
+        by_name = {r.backend: r for r in rows_from_times(times, n, {k: v for (k, b), v in memory.items() if b == n},
+                                                         notes, threads=threads)}
         for name in cfg.backends:
             if name in by_name:
                 rows.append(by_name[name])
@@ -290,7 +342,8 @@ def _timed_rows(loaded: list[Backend], skipped: dict[str, tuple[str, str]], memo
 
 
 COLUMNS = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"),
-           ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"), ("status", "status"), ("note", "note")]
+           ("iqr_ms", "IQR ms"), ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"),
+           ("speedup_iqr", "x IQR"), ("threads", "threads"), ("status", "status"), ("note", "note")]
 
 
 def _md_cell(value: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ def _torch_backend(name: str, encoder: Any, cfg: BenchConfig) -> Backend:
 
     where = "on the GPU, synchronised after each call" if cfg.device != "cpu" else "CPU tensors"
     return Backend(name, lambda a: torch.from_numpy(a).to(device=cfg.device, dtype=dtype), call, note,
-                   timing=f"input and outputs {where}")
+                   timing=f"input and outputs {where}", threads=torch.get_num_threads)
 
 
 def _half_copy(encoder: Any, device: str) -> Any:
@@ -154,25 +155,56 @@ ORT_GPU_FIX = "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxr
 def _ort_backend(name: str, cfg: BenchConfig, folder: Path | None) -> Backend:
     """onnxruntime on the provider its session really uses: the CPU as it is (numpy in and out), CUDA with
     IO binding on device buffers (like torch and TensorRT, no host copies timed)."""
-    from .runtime import OnnxModel
-
     assert folder is not None  # ensure_export ran first (run_bench's order)
     providers = ["CPUExecutionProvider"] if cfg.device == "cpu" else [CUDA_PROVIDER]
-    model = OnnxModel(folder / "model.onnx", providers=providers, threads=cfg.threads)
+    model = BenchSession.open(folder / "model.onnx", providers, cfg.threads)
     used = model.session.get_providers()[0]  # what the session runs on, not what is installed
     note = f"{folder.name}; {used.replace('ExecutionProvider', '')}"
+    threads = lambda: model.session.get_session_options().intra_op_num_threads  # noqa: E731 - as the session has it
     if cfg.device == "cpu":
         outputs = model.output_names
 
         def call(x: np.ndarray) -> Any:
             return model.session.run(outputs, {model.input_name: x})
 
-        return Backend(name, lambda a: a.astype(model.input_dtype), call, note, timing="numpy in and out (session.run)")
+        return Backend(name, lambda a: a.astype(model.input_dtype), call, note, timing="numpy in and out (session.run)",
+                       threads=threads)
     if used != CUDA_PROVIDER:
         raise Skip(f"onnxruntime fell back to {used} (its CUDA provider did not load: onnxruntime-gpu missing, "
                    f"or CUDA/cuDNN libraries it needs); {ORT_GPU_FIX}")
     prepare, call = io_binding(model, "cuda")
-    return Backend(name, prepare, call, note, timing="IO binding, input and outputs on the GPU")
+    return Backend(name, prepare, call, note, timing="IO binding, input and outputs on the GPU", threads=threads)
+
+
+@dataclass(frozen=True)
+class BenchSession:
+    """An onnxruntime session with bench's thread settings: `threads` intra-op threads (the number torch
+    gets), one inter-op thread, sequential execution. Same attributes as runtime.OnnxModel."""
+
+    session: Any  # onnxruntime.InferenceSession
+    input_name: str
+    input_dtype: Any  # numpy dtype of the input
+    output_names: list[str]
+
+    @classmethod
+    def open(cls, onnx_file: Path, providers: list[str], threads: int | None) -> BenchSession:
+        import onnxruntime as ort
+
+        from .runtime import ExportRuntimeError, session_options
+
+        if not onnx_file.is_file():
+            raise ExportRuntimeError(f"{onnx_file} is missing; copy the whole export folder")
+        so = session_options(threads)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            session = ort.InferenceSession(str(onnx_file), so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ExportRuntimeError(f"onnxruntime cannot load {onnx_file} ({str(e).splitlines()[0][:300]}); "
+                                     "the file is corrupt or incomplete: export again") from e
+        feed = session.get_inputs()[0]
+        return cls(session, feed.name, np.float16 if "float16" in feed.type else np.float32,
+                   [o.name for o in session.get_outputs()])
 
 
 def io_binding(model: Any, device: str, device_id: int = 0) -> tuple[Callable[[np.ndarray], Any], Callable[[Any], Any]]:
