@@ -50,7 +50,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.1  # cross-entropy label smoothing
     amp: str = "auto"  # "auto" (bf16 where supported), "bf16", "fp16" (CUDA) or "off"
     augment: bool = True  # random-resized crop + flip while training, where the dataset allows them
-    checkpoint_every: int = 100  # steps between checkpoints (a final one is always written)
+    checkpoint_every: int = 100  # steps between checkpoints (a final one is always written; 0: only that one)
     run_dir: str | None = None  # checkpoint folder (None: <cache root>/runs/<model>-<data>-<run hash>)
     resume: bool = True  # continue from run_dir's checkpoint when there is one
     seed: int = 0  # head initialisation, data order, augmentation, drop path
@@ -60,12 +60,11 @@ class FinetuneConfig:
     def check(self, world: int) -> None:
         from .checks import at_least
 
-        at_least("finetune", 1, epochs=self.epochs, batch_size=self.batch_size, checkpoint_every=self.checkpoint_every,
-                 eval_batch_size=self.eval_batch_size)
+        at_least("finetune", 1, epochs=self.epochs, batch_size=self.batch_size, eval_batch_size=self.eval_batch_size)
         at_least("finetune", 0, strict=True, base_lr=self.base_lr)
         at_least("finetune", 0, layer_decay=self.layer_decay, weight_decay=self.weight_decay, drop_path=self.drop_path,
                  warmup_epochs=self.warmup_epochs, min_lr=self.min_lr, label_smoothing=self.label_smoothing,
-                 workers=self.workers)
+                 workers=self.workers, checkpoint_every=self.checkpoint_every)  # 0: only the final checkpoint
         if self.batch_size % world:
             raise MimzooError(f"batch_size {self.batch_size} does not split over {world} processes; "
                               f"use a multiple of {world}")
