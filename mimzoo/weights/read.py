@@ -93,6 +93,9 @@ def _load_torch(path: Path) -> Any:
     except RuntimeError as e:
         if "TorchScript" in str(e):
             raise _torchscript(path) from e
+        if "Invalid magic number" in str(e):
+            raise WeightsError(f"{path} is a plain pickle, not a torch.save checkpoint; load it only if you trust it, "
+                               "then re-save its tensors with torch.save or safetensors") from e
         raise _corrupt(path, e) from e
     except (EOFError, zipfile.BadZipFile, ValueError) as e:
         raise _corrupt(path, e) from e

@@ -118,6 +118,7 @@ def files(tmp_path_factory) -> Path:
     torch.save({"model": sd}, root / "pickle.safetensors")
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(root / "scripted.pt"))
     (root / "empty.pth").write_bytes(b"")
+    (root / "plain.pkl").write_bytes(pickle.dumps({"epoch": 3, "lr": [0.1, 0.01]}, protocol=2))
     (root / "a-folder").mkdir()
     os.symlink("/dev/zero", root / "to-dev-zero.safetensors")
     os.symlink(root / "gone.safetensors", root / "dangling.safetensors")
@@ -185,6 +186,7 @@ CASES = [
     ("pickle.safetensors", ("is named .safetensors but is a PyTorch zip checkpoint",),
      ("convert it with safetensors.torch.save_file",)),
     ("scripted.pt", ("TorchScript archive",), ("state_dict()",)),
+    ("plain.pkl", ("is a plain pickle, not a torch.save checkpoint",), ("re-save its tensors with torch.save",)),
     ("empty.pth", ("neither safetensors nor a PyTorch checkpoint",), ("pass a .safetensors or .pth file",)),
     ("a-folder", ("checkpoint file not found", "a-folder/model.safetensors"), ("check the path",)),
     ("to-dev-zero.safetensors", ("is not a regular file",), ("pass a checkpoint file",)),
