@@ -197,7 +197,7 @@ def test_dry_run_writes_the_repo_folder_and_uploads_nothing(hub, tmp_path):
     assert report.passed and report.dry_run and report.commit is None and report.folder == str(out)
     assert hub.log == []
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "README.md", "config.json", "model.safetensors"]
+        ".mimzoo-output.json", "README.md", "config.json", "model.safetensors"]
     card = hf.ModelCard((out / "README.md").read_text())
     top1 = [(r.task_name, r.metric_value) for r in card.data.eval_results if r.metric_name.startswith("top-1")]
     assert top1 == [("k-NN classification on frozen features", round(report.stages[1].value, 4))]

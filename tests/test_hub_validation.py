@@ -154,7 +154,7 @@ def test_cli_dry_run_table(folder, tmp_path):
     assert lines[0].split() == ["file", "size", "sha256"]
     assert [line.split()[0] for line in lines[2:5]] == ["README.md", "config.json", "model.safetensors"]
     assert f"dry run: repo folder written to {out}; nothing was uploaded" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".mimzoo-output.json", "README.md", "config.json", "model.safetensors"]
     r = CliRunner().invoke(cli, ["publish", str(folder), "--repo", "acme/tiny", "--dry-run", "-o", str(out), "--json"])
     assert r.exit_code == 1 and "already exists; choose another folder or pass overwrite (--overwrite)" in r.output
     r = CliRunner().invoke(cli, ["publish", str(folder), "--repo", "acme/tiny", "--dry-run", "-o", str(out),
