@@ -495,3 +495,49 @@ def test_legacy_format_and_numpy_metrics_with_config_objects_load(tmp_path):
     for name in ("legacy.pth", "numpy.pth"):
         sd = read_checkpoint(tmp_path / name)
         assert sorted(sd) == ["bias", "weight"] and all(torch.equal(sd[k], m.state_dict()[k]) for k in sd)
+
+
+def _mutations(data: bytes, rng, n: int):
+    for _ in range(n):
+        d = bytearray(data)
+        for _ in range(rng.randint(1, 4)):
+            i, op = rng.randrange(len(d)), rng.random()
+            if op < 0.6:
+                d[i] = rng.randrange(256)
+            elif op < 0.8:
+                del d[i:i + rng.randint(1, 8)]
+            else:
+                d[i:i] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
+        yield bytes(d)
+
+
+def test_mutated_pickles_are_one_clear_error(tmp_path):
+    """Random byte flips in a checkpoint's pickle (both readers, zip and legacy format): the only outcomes
+    are a clean load or a WeightsError, never an IndexError or KeyError escaping as a traceback."""
+    import argparse
+    import random
+
+    rng = random.Random(0)
+    m = torch.nn.Linear(3, 2)
+    for i, extra in enumerate(({}, {"args": argparse.Namespace(lr=1)})):
+        src = tmp_path / f"good{i}.pth"
+        torch.save({"model": m.state_dict(), "epoch": 3, **extra}, src)
+        with zipfile.ZipFile(src) as z:
+            infos = z.infolist()
+            blobs = {info.filename: z.read(info.filename) for info in infos}
+        pkl = next(n for n in blobs if n.endswith("data.pkl"))
+        for data in _mutations(blobs[pkl], rng, 120):
+            with zipfile.ZipFile(tmp_path / "m.pth", "w") as out:
+                for info in infos:
+                    out.writestr(info, data if info.filename == pkl else blobs[info.filename])
+            try:
+                read_checkpoint(tmp_path / "m.pth")
+            except WeightsError:
+                pass
+        torch.save({"model": m.state_dict(), **extra}, src, _use_new_zipfile_serialization=False)
+        for data in _mutations(src.read_bytes(), rng, 60):
+            (tmp_path / "m.bin").write_bytes(data)
+            try:
+                read_checkpoint(tmp_path / "m.bin")
+            except WeightsError:
+                pass

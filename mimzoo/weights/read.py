@@ -71,7 +71,7 @@ def _load_safetensors(path: Path) -> dict[str, Any]:
         return st.load_file(str(path), device="cpu")
     except Exception as e:  # SafetensorError, OSError: truncated or corrupt header/data
         raise WeightsError(
-            f"cannot read {path} as safetensors ({str(e).splitlines()[0]}); "
+            f"cannot read {path} as safetensors ({_first_line(e)}); "
             "the file is truncated or corrupt: download or copy it again"
         ) from e
 
@@ -97,7 +97,7 @@ def _load_torch(path: Path) -> Any:
             raise WeightsError(f"{path} is a plain pickle, not a torch.save checkpoint; load it only if you trust it, "
                                "then re-save its tensors with torch.save or safetensors") from e
         raise _corrupt(path, e) from e
-    except (EOFError, zipfile.BadZipFile, ValueError) as e:
+    except Exception as e:  # noqa: BLE001 - malformed bytes surface as any error (IndexError, KeyError, ...)
         raise _corrupt(path, e) from e
 
 
@@ -125,6 +125,12 @@ def check_zip_sizes(path: Path) -> None:
                                "file itself; the file is truncated or corrupt: download or copy it again")
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of an error's message, or its type when it has none (``KeyError: 7`` -> ``7``)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def _torchscript(path: Path) -> WeightsError:
     return WeightsError(f"{path} is a TorchScript archive (code, not only weights); "
                         "save the model's state_dict() with torch.save or safetensors and pass that")
@@ -132,7 +138,7 @@ def _torchscript(path: Path) -> WeightsError:
 
 def _corrupt(path: Path, e: Exception) -> WeightsError:
     return WeightsError(
-        f"cannot read {path} as a PyTorch checkpoint ({str(e).splitlines()[0]}); "
+        f"cannot read {path} as a PyTorch checkpoint ({_first_line(e)}); "
         "the file is truncated or corrupt: download or copy it again"
     )
 
@@ -161,10 +167,9 @@ def _load_with_config_objects(path: Path, refusal: pickle.UnpicklingError | None
             "only load it if you trust it, then re-save its tensors with safetensors"
         ) from e
     except pickle.UnpicklingError as e:
-        raise WeightsError(f"refused to unpickle {path}: {str(e).splitlines()[0]}; "
+        raise WeightsError(f"refused to unpickle {path}: {_first_line(e)}; "
                            "re-save its tensors with safetensors") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, TypeError, AttributeError, KeyError,
-            IndexError, OverflowError, MemoryError) as e:  # malformed pickle data, refused or not
+    except Exception as e:  # noqa: BLE001 - malformed pickle data surfaces as any error (IndexError, KeyError, ...)
         raise _corrupt(path, e) from e
 
 
