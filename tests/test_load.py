@@ -80,7 +80,7 @@ def test_folder_round_trip_and_timm_reads_it(encoder, tmp_path):
     import timm
 
     folder = encoder.save_pretrained(tmp_path / "enc")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in folder.iterdir()) == [".mimzoo-output.json", "config.json", "model.safetensors"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp leftovers
     cfg = json.loads((folder / "config.json").read_text())
     assert cfg["architecture"] == "vit_tiny_patch16_224" and cfg["num_features"] == 32
