@@ -153,8 +153,6 @@ import json
 import pickletools
 import zipfile
 
-from helpers import run_py
-
 
 def _ops(obj) -> bytes:
     """The protocol-2 opcodes that push `obj` (no PROTO, no STOP, no memo writes)."""
@@ -226,17 +224,15 @@ print(json.dumps({
 
 
 def _fingerprint(good, *hostile):
-    r = subprocess_run(good, *hostile)
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def subprocess_run(*args):
+    """In a fresh process: load each hostile file (refused or not), then `good`; the tensors and the state
+    the payloads aim at."""
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-c", FINGERPRINT, *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    r = subprocess.run([sys.executable, "-c", FINGERPRINT, str(good), *map(str, hostile)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
