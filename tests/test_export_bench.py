@@ -208,3 +208,31 @@ def test_cli_prints_one_warning_line_when_the_load_is_high(tmp_path, exports):
     args[-1] = str(tmp_path / "quiet.json")
     quiet = CliRunner().invoke(bench_command, args, obj={"load_probe": _fake_load(0.0)})
     assert quiet.exit_code == 0 and "warning:" not in quiet.stderr
+
+
+def test_vitb_script_runs_on_the_tiny_model(tmp_path):
+    """benchmarks/export_vitb_cpu.py (the command the README's figures come from), checked on mae-vit-test:
+    equal threads on every row, a header with the command and machine, medians with their spread."""
+    import subprocess
+    import sys
+
+    from helpers import REPO
+
+    stem = tmp_path / "out" / "vitb"
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "export_vitb_cpu.py"), "--model", "mae-vit-test",
+                        "--threads", "1", "--iters", "2", "--warmup", "1", "--images", "64", "--no-ablations",
+                        "--no-memory", "--workdir", str(tmp_path / "work"), "--out", str(stem)],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    data = json.loads(stem.with_suffix(".json").read_text())
+    assert data["header"]["threads"] == 1 and data["header"]["command"].startswith(
+        "python benchmarks/export_vitb_cpu.py --model mae-vit-test --threads 1")
+    rows = data["bench"]
+    assert [(x["backend"], x["batch"]) for x in rows] == [(b, n) for n in (1, 8)
+                                                          for b in ("torch", "onnxruntime", "onnxruntime-int8")]
+    assert all(x["status"] == "ok" and x["threads"] == 1 and x["iqr_ms"] and x["speedup_iqr"] for x in rows)
+    md = stem.with_suffix(".md").read_text()
+    assert "- command: `python benchmarks/export_vitb_cpu.py --model mae-vit-test" in md and "- machine: " in md
+    assert "ONNX Runtime fp32 vs PyTorch eager: batch 1 **" in md and "(IQR " in md and "| x IQR | threads |" in md
+    with Image.open(stem.with_suffix(".png")) as im:
+        assert im.format == "PNG"

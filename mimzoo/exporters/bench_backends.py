@@ -187,14 +187,14 @@ class BenchSession:
     output_names: list[str]
 
     @classmethod
-    def open(cls, onnx_file: Path, providers: list[str], threads: int | None) -> BenchSession:
+    def open(cls, onnx_file: Path, providers: list[str], threads: int | None, optimization: str = "all") -> BenchSession:
         import onnxruntime as ort
 
         from .runtime import ExportRuntimeError, session_options
 
         if not onnx_file.is_file():
             raise ExportRuntimeError(f"{onnx_file} is missing; copy the whole export folder")
-        so = session_options(threads)
+        so = session_options(threads, optimization)
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
