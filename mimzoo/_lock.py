@@ -52,6 +52,7 @@ def output_lock(target: str | Path) -> Iterator[Path]:
             with _GUARD:
                 _HELD[key] -= 1
         return
+    made = _missing_parents(path)
     fd = _acquire(path, Path(target))
     with _GUARD:
         _HELD[key] = 1
@@ -63,6 +64,19 @@ def output_lock(target: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still locked: a waiting process re-checks the inode
         os.close(fd)
+        for folder in made:  # folders made only to hold the lock file, if nothing else went into them
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above `path` that do not exist yet, deepest first."""
+    out = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        out.append(parent)
+    return out
 
 
 def _acquire(path: Path, target: Path) -> int:

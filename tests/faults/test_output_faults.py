@@ -283,3 +283,27 @@ def test_publish_refuses_an_export_whose_onnx_changed(tmp_path, good_export, mod
               cwd=tmp_path)
     expect_error(out, says=("differs from the model verified at export",), fix=("export again",))
     assert snapshot(tmp_path) == before
+
+
+def test_a_previous_export_moved_aside_by_a_killed_swap_is_put_back(tmp_path, good_export):
+    import shutil
+
+    # killed between the two renames of a swap: the old export aside, the new one not yet in place
+    shutil.copytree(good_export, tmp_path / ".e.old-999999-0123abcd")
+    (tmp_path / ".e.tmp-999999-4567cdef").mkdir()  # and the new one's temp folder
+    (tmp_path / ".e.tmp-89abcdef").mkdir()  # a temp folder of an older mimzoo (no PID in its name)
+    previous = snapshot(tmp_path / ".e.old-999999-0123abcd")
+    expect_error(run(*EXPORT, "-o", "e", cwd=tmp_path, cache=tmp_path / "c"), says=("e already exists",),
+                 fix=("--overwrite",))
+    assert snapshot(tmp_path / "e") == previous and top_level(tmp_path) == {"e"}
+    assert run("verify", "e", "--images", "16", cwd=tmp_path).rc == 0
+
+
+def test_a_run_refused_after_taking_its_lock_leaves_no_folder_behind(tmp_path):
+    out = run("pretrain", "nosuchmethod", "--arch", "mae-vit-test", "-o", "runs/x", cwd=tmp_path)
+    expect_error(out, says=("nosuchmethod",))
+    assert listing(tmp_path) == set()  # neither runs/ nor a lock file
+
+
+def top_level(root: Path) -> set[str]:
+    return {p for p in listing(root) if "/" not in p}
