@@ -36,10 +36,10 @@ def atomic_dir(target: str | Path, *, overwrite: bool = False, kind: str = "outp
 
     The output's lock is held throughout (a second writer fails at once, see :mod:`mimzoo._lock`),
     and what a killed writer left beside `target` is cleaned up first. The marker of a `kind`
-    output (with `info`, read when the block ends: the block may add to it) is written last, inside
-    the temp folder. An existing `target` is kept until
-    the new folder is complete, then swapped out and removed; with `overwrite` it must be mimzoo's
-    own `kind` output (:func:`~mimzoo._outputs.check_replaceable`), else nothing is touched.
+    output (with `info`, read when the block ends: the block may add to it) is written last,
+    inside the temp folder. An existing `target` is kept until the new folder is complete, then
+    swapped out and removed; with `overwrite` it must be mimzoo's own `kind` output
+    (:func:`~mimzoo._outputs.check_replaceable`), else nothing is touched.
     """
     target = Path(target)
     with output_lock(target):
