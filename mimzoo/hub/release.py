@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import MimzooError
 from .recipe import ExportTarget, Gate, ReleaseRecipe, load_recipe
+from .shipped import resolve_recipe
 
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
@@ -136,7 +137,8 @@ def release(
     """Release a model as its recipe says: load, validate, export, verify, publish; stop at the first failed gate.
 
     Args:
-        recipe_path: the release recipe, e.g. ``exports/mae-vit-digits.toml`` (format: exports/README.md).
+        recipe_path: the release recipe, e.g. ``exports/mae-vit-digits.toml`` (format: exports/README.md), or
+            the name of a model whose recipe ships with mimzoo, e.g. ``"mae-vit-digits"``.
         endpoint: Hub URL to publish to (default: ``HF_ENDPOINT`` or huggingface.co). The weights
             themselves load from where the model's weight source says.
         token: Hub token (default: ``HF_TOKEN`` or the huggingface_hub login); never logged or printed.
@@ -159,7 +161,7 @@ def release(
     [('load', 'passed'), ('validate', 'passed')]
     """
     say = progress or log.info
-    recipe = load_recipe(recipe_path)
+    recipe = load_recipe(resolve_recipe(recipe_path))
     _preflight(recipe, dry_run=dry_run, output=output, overwrite=overwrite, token=token)
     publish_opts = dict(endpoint=endpoint, token=token, dry_run=dry_run, output=output, overwrite=overwrite)
     with _work_dir(workdir) as work:
