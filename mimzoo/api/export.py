@@ -219,7 +219,8 @@ def bench(
         backends: any of torch, torch-fp16, torch-compile, onnxruntime, onnxruntime-fp16, onnxruntime-int8,
             tensorrt; speedups are against ``torch`` at the same batch size.
         batches: batch sizes; iters: timed rounds (each runs every backend once); warmup: untimed calls first.
-        threads: intra-op threads of torch and onnxruntime; device: ``"cpu"`` or ``"cuda"``.
+        threads: intra-op threads, the same for every backend (torch.set_num_threads, onnxruntime
+            intra_op_num_threads; default every usable core); device: ``"cpu"`` or ``"cuda"``.
         pretrained, weights, seed, img_size: how to load `model` (as in :func:`export`).
         exports: backend -> an existing verified export folder to run instead of exporting again.
         workdir: where the exports are built and kept (default: a temporary folder, removed after).
@@ -228,7 +229,10 @@ def bench(
         progress: called with one line per step.
 
     Returns:
-        One dict per (backend, batch): status, throughput (images/s), p50_ms, p95_ms, peak_mib, speedup, note.
+        One dict per (backend, batch): status, throughput (images/s), p50_ms with q1_ms/q3_ms/min_ms/max_ms
+        (``iqr_ms`` as text), p95_ms, peak_mib, speedup with the quartiles of its per-round ratios
+        (``speedup_iqr``), threads (as the runtime reports them), note. The header that belongs with them
+        (command, machine, load): :func:`mimzoo.exporters.bench_machine.bench_header`.
 
     >>> rows = mimzoo.api.export.bench("mae-vit-test", pretrained=False, backends=["torch", "onnxruntime"])  # doctest: +SKIP
     """
