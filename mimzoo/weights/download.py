@@ -49,9 +49,11 @@ def hub_download(
     where = f"{repo_id}/{filename}" + (f"@{revision}" if revision else "")
     ctx = _Context(repo_id, filename, revision, where, endpoint_of(endpoint), str(cache_dir or hub_cache_dir()),
                    provide_hint or "pass weights=PATH to a local copy")
+    bound = "HF_HUB_ETAG_TIMEOUT"  # the variable that bounds the request under way, named after a timeout
     try:
         if not is_offline() and not _is_cached(hf, repo_id, filename, revision, cache_dir):
             _first_contact(hf, ctx, endpoint)
+        bound = "HF_HUB_DOWNLOAD_TIMEOUT"
         path = hf.hf_hub_download(
             repo_id, filename, revision=revision, endpoint=endpoint, cache_dir=cache_dir,
             etag_timeout=timeout_s("HF_HUB_ETAG_TIMEOUT"),
@@ -59,7 +61,7 @@ def hub_download(
     except WeightsError:
         raise
     except Exception as e:
-        mapped = _translate(e, ctx)
+        mapped = _translate(e, ctx, bound)
         if mapped is None:
             raise
         raise mapped from e
@@ -79,7 +81,7 @@ class _Context:
     fix: str  # how to supply the file by hand
 
 
-def _translate(e: Exception, ctx: _Context) -> WeightsError | None:
+def _translate(e: Exception, ctx: _Context, bound: str) -> WeightsError | None:
     """The one-line error for a failed Hub download, or None for an exception that is not about the Hub."""
     errors = require("huggingface_hub.errors")
     where = ctx.where
@@ -94,7 +96,7 @@ def _translate(e: Exception, ctx: _Context) -> WeightsError | None:
             return WeightsNotAvailableError(
                 f"{where} is not in the Hugging Face cache ({ctx.cache}) and offline mode is on; {ctx.fix}, or fill "
                 "that cache on a connected machine and set HF_HUB_OFFLINE=1")
-        return _failure(e, ctx) or WeightsNotAvailableError(
+        return _failure(e, ctx, bound) or WeightsNotAvailableError(
             f"{where} is not in the Hugging Face cache ({ctx.cache}) and the Hub at {ctx.server} is unreachable; "
             f"{ctx.fix}, or fill that cache on a connected machine and set HF_HUB_OFFLINE=1")
     if isinstance(e, errors.EntryNotFoundError):
@@ -102,12 +104,12 @@ def _translate(e: Exception, ctx: _Context) -> WeightsError | None:
     if isinstance(e, errors.HfHubHTTPError) and getattr(e.response, "status_code", None) == 401:
         return WeightsError(f"the Hub refused the token for {where} (401 Unauthorized); set HF_TOKEN to a valid "
                             "token (or unset it for public repos)")
-    return _failure(e, ctx)
+    return _failure(e, ctx, bound)
 
 
-def _failure(e: BaseException, ctx: _Context) -> WeightsError | None:
+def _failure(e: BaseException, ctx: _Context, bound: str) -> WeightsError | None:
     """A Hub that failed (5xx, 429), timed out, could not be reached, or answered another HTTP error."""
-    failure = network_failure(e, ctx.server, "HF_HUB_DOWNLOAD_TIMEOUT")
+    failure = network_failure(e, ctx.server, bound)
     if failure is not None:
         return WeightsNotAvailableError(f"cannot download {ctx.where}: {failure}, or {ctx.fix}")
     answer = http_answer(e)
