@@ -307,3 +307,17 @@ def test_a_run_refused_after_taking_its_lock_leaves_no_folder_behind(tmp_path):
 
 def top_level(root: Path) -> set[str]:
     return {p for p in listing(root) if "/" not in p}
+
+
+def test_two_quickstarts_into_one_folder(tmp_path):
+    first = start(["quickstart", "-o", "qs"], tmp_path)
+    try:
+        wait_for(tmp_path / ".qs.lock", first)
+        expect_error(run("quickstart", "-o", "qs", cwd=tmp_path), says=(f"qs is being written by process {first.pid}",),
+                     fix=("wait for it or choose another -o",))
+    finally:
+        first.kill()  # SIGKILL: the first run never finishes
+        first.wait()
+    # nothing under the name (a first run builds in a temp folder), only what the next run sweeps
+    assert not (tmp_path / "qs").exists()
+    assert all(p.startswith((".qs.tmp-", ".qs.lock")) for p in top_level(tmp_path) - {"mimzoo", "hf"})
