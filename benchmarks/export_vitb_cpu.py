@@ -249,9 +249,10 @@ def main() -> None:
                           warmup=args.warmup, command=command(sys.argv), probe=probe)
     if header.warning:
         say(f"warning: {header.warning}")
-    folders = export_all(args.model, Path(args.workdir), args.images, args.reuse, args.ablations)
-    rows = main_bench(args.model, folders, args)
-    abl = ablations(args.model, folders, args) if args.ablations else []
+    with probe.watching():  # this process's own share of the load is subtracted when the run ends
+        folders = export_all(args.model, Path(args.workdir), args.images, args.reuse, args.ablations)
+        rows = main_bench(args.model, folders, args)
+        abl = ablations(args.model, folders, args) if args.ablations else []
     header = header.with_load(probe.read(), after=True)
     if header.warning:
         say(f"warning: {header.warning}")

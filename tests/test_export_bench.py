@@ -236,3 +236,25 @@ def test_vitb_script_runs_on_the_tiny_model(tmp_path):
     assert "ONNX Runtime fp32 vs PyTorch eager: batch 1 **" in md and "(IQR " in md and "| x IQR | threads |" in md
     with Image.open(stem.with_suffix(".png")) as im:
         assert im.format == "PNG"
+
+
+def test_load_probe_subtracts_this_process_by_its_recent_cpu_time():
+    """The kernel's 1-minute load decays with a 60 s time constant; so does the estimate of this process's share:
+    a process busy on 2 cores only in its last minute counts far more than one busy long ago."""
+    import math
+    import time
+
+    from mimzoo.exporters.bench_machine import LoadProbe
+
+    cpu = [0.0]
+    probe = LoadProbe(loadavg=lambda: (3.0, 0, 0), cpu_seconds=lambda: cpu[0])
+    now = time.monotonic()
+    probe._samples = [(now - 600, 0.0), (now - 60, 0.0)]  # idle for 9 minutes, then 2 cores busy for a minute
+    cpu[0] = 120.0
+    load = probe.read()
+    assert load.own == pytest.approx(2 * (1 - math.exp(-1)), rel=0.02) and load.others == pytest.approx(3 - load.own)
+    probe._samples = [(now - 600, 0.0), (now - 540, 120.0)]  # the same work, but eight minutes ago
+    assert probe.read().own < 0.01
+    with probe.watching(every=0.01):
+        time.sleep(0.1)
+    assert len(probe._samples) > 4  # sampled while the block ran

@@ -85,10 +85,11 @@ def bench(model: str, backends: str, batches: str, iters: int, warmup: int, thre
                           warmup=warmup, command=_command(), probe=probe)
     if header.warning:
         click.echo(f"warning: {header.warning}", err=True)
-    rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=_ints(batches, "--batch"),
-               iters=iters, warmup=warmup, threads=threads, device=device, pretrained=not random_init, weights=weights,
-               seed=seed, img_size=img_size, exports=_exports(exports), workdir=workdir,
-               data=None if data == "none" else data, images=images, memory=not no_memory, progress=lambda line: click.echo(line, err=True))
+    with probe.watching():  # samples this process's CPU time, so its own share of the load can be subtracted
+        rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=_ints(batches, "--batch"),
+                   iters=iters, warmup=warmup, threads=threads, device=device, pretrained=not random_init, weights=weights,
+                   seed=seed, img_size=img_size, exports=_exports(exports), workdir=workdir,
+                   data=None if data == "none" else data, images=images, memory=not no_memory, progress=lambda line: click.echo(line, err=True))
     warned = header.warning
     header = header.with_load(probe.read(), after=True)  # the load while it ran, this process's share subtracted
     if header.warning and not warned:

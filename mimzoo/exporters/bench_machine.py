@@ -16,8 +16,10 @@ import os
 import platform
 import shlex
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from typing import Any
@@ -120,28 +122,60 @@ class Load:
         return f"{self.load1:.2f} over the last minute, {self.others:.2f} of it from other processes"
 
 
-@dataclass(frozen=True)
 class LoadProbe:
     """Reads the 1-minute load and subtracts this process's share.
 
     The kernel's 1-minute load is an exponentially decaying average (time constant 60 s) of runnable
-    tasks. A process that kept `r` cores busy on average over its `age` seconds contributes about
-    ``r * (1 - exp(-age / 60))``: that estimate is subtracted.
+    tasks. This process's share is estimated from its CPU time the same way: between two samples of
+    (time, CPU seconds) it kept ``r`` cores busy, and that stretch still counts ``exp(-age / 60)`` of ``r``
+    now. Without samples, the whole life of the process is one stretch; ``watching()`` samples every
+    few seconds while a long run goes on, so the last minute weighs as it does in the kernel's average.
 
     `loadavg` and `cpu_seconds` are injectable (tests fake a busy machine without patching os).
     """
 
-    loadavg: Callable[[], Sequence[float]] = os.getloadavg
-    cpu_seconds: Callable[[], float] = own_cpu_seconds
+    def __init__(self, loadavg: Callable[[], Sequence[float]] = os.getloadavg,
+                 cpu_seconds: Callable[[], float] = own_cpu_seconds):
+        self.loadavg = loadavg
+        self.cpu_seconds = cpu_seconds
+        now = time.monotonic()
+        self._samples = [(now - _process_age(), 0.0)]  # (monotonic time, CPU seconds); the process started at 0
+
+    def _sample(self) -> None:
+        self._samples.append((time.monotonic(), self.cpu_seconds()))
+
+    def own(self) -> float:
+        """This process's estimated share of the 1-minute load, now."""
+        self._sample()
+        now, share = self._samples[-1][0], 0.0
+        for (t0, c0), (t1, c1) in zip(self._samples, self._samples[1:]):
+            if t1 > t0:
+                share += (c1 - c0) / (t1 - t0) * (math.exp(-(now - t1) / 60) - math.exp(-(now - t0) / 60))
+        return max(share, 0.0)
+
+    @contextmanager
+    def watching(self, every: float = 2.0) -> Iterator[LoadProbe]:
+        """Sample this process's CPU time every `every` seconds while the block runs (a daemon thread)."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(every):
+                self._sample()
+
+        thread = threading.Thread(target=loop, daemon=True, name="mimzoo-load-probe")
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join()
 
     def read(self) -> Load | None:
         try:
             load1 = float(self.loadavg()[0])
         except (OSError, AttributeError):  # no load average on this platform
             return None
-        age = _process_age()
-        own = (self.cpu_seconds() / age) * (1 - math.exp(-age / 60))
-        own = min(max(own, 0.0), load1)
+        own = min(self.own(), load1)
         return Load(load1=load1, own=own, others=load1 - own)
 
 
