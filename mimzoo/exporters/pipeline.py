@@ -1,8 +1,12 @@
 """Export -> verify -> write, atomically; and verifying an existing export folder.
 
-Everything is written into a hidden temporary folder beside the target; it takes the target's name
-only after verification passed. A failed verification, an error or an interrupt (Ctrl-C) leaves
-nothing under the target name: no artifact that looks valid.
+Everything is written into a hidden temporary folder beside the target (``.NAME.tmp-PID-XXXXXXXX``);
+it takes the target's name only after verification passed, with mimzoo's marker
+(``.mimzoo-output.json``: kind "export", verified, the ONNX digest) written last. A failed
+verification, an error, an interrupt or a SIGKILL leaves nothing under the target name: no artifact
+that looks valid. The output is locked while it is written (a second export to it fails at once);
+the next export to it removes what a killed one left. `verify` accepts only folders with the marker
+and an unchanged ONNX, and gates them with mimzoo's own tolerances, never the folder's.
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
     ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
     calib_x = _inputs(src.encoder, spec, calib, data.seed).real if len(calib) else None
-    marker: dict[str, Any] = {"format": spec.format, "precision": spec.precision, "verified": False}
+    marker: dict[str, Any] = {"format": spec.format, "precision": spec.precision}  # completed below
     with atomic_dir(out, overwrite=True, kind="export", info=marker) as tmp:
         scratch = tmp / ".fp32"
         scratch.mkdir()
