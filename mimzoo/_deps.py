@@ -22,6 +22,8 @@ _INSTALL_HINTS: dict[str, tuple[str, str | None]] = {
     "onnx": ("onnx", None),
     "onnxruntime": ("onnxruntime", None),
     "tensorrt": ("tensorrt", "gpu"),
+    "openvino": ("openvino", "openvino"),
+    "nncf": ("nncf", "openvino"),
     "transformers": ("transformers", "test"),
 }
 

@@ -45,7 +45,8 @@ def export(
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> ExportResult:
-    """Export a model to ONNX (fp32, fp16, INT8) or a TensorRT engine, and verify it against PyTorch.
+    """Export a model to ONNX (fp32, fp16, INT8), a TensorRT engine or OpenVINO IR (fp32, bf16, INT8), and
+    verify it against PyTorch.
 
     The export is written into a temporary folder and renamed to `output` only once verification
     passed; otherwise a :class:`~mimzoo.exporters.spec.VerificationError` is raised and nothing is left.
@@ -53,8 +54,8 @@ def export(
     Args:
         model: a zoo name, model folder or ``hf-hub:`` repo (as :func:`mimzoo.load` takes), or an encoder.
         output: folder to write (default ``<name>-<onnx|trt>-<precision>`` in the working directory).
-        format: ``"onnx"`` or ``"tensorrt"`` (needs TensorRT and a GPU).
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        format: ``"onnx"``, ``"tensorrt"`` (needs TensorRT and a GPU) or ``"openvino"`` (``mimzoo[openvino]``).
+        precision: ``"fp32"``, ``"fp16"``, ``"bf16"`` (OpenVINO) or ``"int8"`` (OpenVINO: NNCF, calibrated).
         batch: ``"dynamic"`` or a fixed batch size.
         img_size: export at this input size instead of the model's own.
         opset: ONNX opset (17..23).
@@ -85,6 +86,10 @@ def export(
         from ..exporters.tensorrt import require_tensorrt
 
         require_tensorrt(_name_of(model), spec, _input_size(model, img_size))
+    if spec.format == "openvino":  # fail in a second, with the one line that installs it
+        from ..exporters.openvino import require_openvino
+
+        require_openvino(f"OpenVINO {spec.precision}" if spec.precision == "int8" else "OpenVINO exports")
     out = Path(output) if output is not None else default_output(_name_of(model), spec)
     vdata = VerifyData(data=None if data is None else str(data), images=images,
                        calibration_images=calibration_images, seed=seed)
@@ -182,13 +187,13 @@ def _input_size(model: Any, img_size: int | None) -> tuple[int, int, int]:
 
 
 def default_output(model: str, spec: ExportSpec) -> Path:
-    """``<name>-<onnx|trt>-<precision>`` in the working directory.
+    """``<name>-<onnx|trt|openvino>-<precision>`` in the working directory.
 
     >>> default_output("hf-hub:acme/my-mae", ExportSpec(precision="int8")).name
     'my-mae-onnx-int8'
     """
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(model.split(":", 1)[-1].split("@")[0]).name or "model")
-    return Path(f"{name}-{'trt' if spec.format == 'tensorrt' else 'onnx'}-{spec.precision}")
+    return Path(f"{name}-{'trt' if spec.format == 'tensorrt' else spec.format}-{spec.precision}")
 
 
 

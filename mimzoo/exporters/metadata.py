@@ -170,6 +170,10 @@ def read_export_folder(folder: str | Path) -> ExportFolderInfo:
     """
     folder = Path(folder)
     meta = _read_report(folder)
+    if meta["format"] == "openvino":  # an IR folder: its own checks (files, marker, digest, inference precision)
+        from .openvino import check_folder
+
+        return ExportFolderInfo(folder, meta, check_folder(folder, meta))
     onnx = require("onnx")
     path = folder / ONNX_NAME
     if not path.is_file():

@@ -41,7 +41,7 @@ from .verify import Outputs, VerifyInputs, collect, make_inputs, report, summary
 log = logging.getLogger(__name__)
 Say = Callable[[str], None]
 
-DEFAULT_IMAGES = {"fp32": 128, "fp16": 128, "int8": 512}  # real images compared (int8: fine k-NN steps)
+DEFAULT_IMAGES = {"fp32": 128, "fp16": 128, "bf16": 128, "int8": 512}  # real images compared (int8: fine k-NN steps)
 REAL_BATCH = 16  # real images per batch for a dynamic-batch export
 
 
@@ -117,7 +117,7 @@ def check_output(out: Path, overwrite: bool) -> None:
 def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[str, float] | None, data: VerifyData,
                    say: Say, cache_dir: Path | None) -> ExportResult:
     tol = Tolerances.for_precision(spec.precision).updated(tolerances)
-    calibrate = spec.precision == "int8" and (spec.format == "tensorrt" or spec.int8_method != "dynamic")
+    calibrate = spec.precision == "int8" and (spec.format in ("tensorrt", "openvino") or spec.int8_method != "dynamic")
     calib, verify_set = _load_data(spec, tol, data, calibrate)
     inputs = _inputs(src.encoder, spec, verify_set, data.seed)
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
@@ -131,30 +131,46 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
         info = export_onnx(src.encoder, scratch / ONNX_NAME, spec)
         if info.fallback_reason:
             say(f"the dynamo exporter failed ({info.fallback_reason}); used the TorchScript exporter")
-        rep, extra = _build(spec, scratch / ONNX_NAME, tmp, ref, inputs, tol, calib_x, say, cache_dir)
+        rep, extra = _build(spec, scratch / ONNX_NAME, tmp, ref, inputs, tol, calib_x, say, cache_dir,
+                            preprocess=src.encoder.preprocess.to_timm())
         shutil.rmtree(scratch)
         if not rep["passed"]:
             tried = len(extra.get("int8", {}).get("attempts", []))
             plans_note = f" with each of {tried} INT8 plans; the last" if tried > 1 else ""
             raise VerificationError(f"{spec.format} {spec.precision} export of {src.model} failed verification"
                                     f"{plans_note} ({'; '.join(rep['failures'])}); nothing was written to {out}", rep)
-        digest = artifact_sha256(tmp / ONNX_NAME)  # what was verified; the report goes into its metadata next
+        digest = _artifact_digest(spec, tmp)  # what was verified; the report goes into its metadata next
         meta = _meta(src, spec, info, rep, {**extra, "artifact_sha256": digest})
-        embed_in_onnx(tmp / ONNX_NAME, meta)
+        if spec.format != "openvino":  # an IR keeps only the preprocessing (rt_info, verified with it)
+            embed_in_onnx(tmp / ONNX_NAME, meta)
         write_json(tmp / EXPORT_JSON, meta)
         marker.update(verified=True, artifact_sha256=digest)  # the marker, written last, says: complete and verified
     say(f"verified: {summary(rep)}")
     return ExportResult(out, meta)
 
 
+def _artifact_digest(spec: ExportSpec, tmp: Path) -> str:
+    if spec.format == "openvino":
+        from .openvino import artifact_sha256 as ir_sha256
+
+        return ir_sha256(tmp)
+    return artifact_sha256(tmp / ONNX_NAME)
+
+
 def _build(spec: ExportSpec, fp32: Path, tmp: Path, ref: Outputs, inputs: VerifyInputs, tol: Tolerances,
-           calib_x: Any, say: Say, cache_dir: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+           calib_x: Any, say: Say, cache_dir: Path | None, preprocess: dict[str, Any] | None = None,
+           ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Make the final model in `tmp` from the fp32 ONNX and verify it: (report, extra export.json keys)."""
     from .runtime import OnnxModel
 
     def evaluate(path: Path) -> dict[str, Any]:
         return report(ref, collect(OnnxModel(path).run, inputs), inputs, tol)
 
+    if spec.format == "openvino":
+        from .openvino import build_and_verify as build_ir
+
+        return build_ir(spec, fp32, tmp, preprocess or {}, lambda run: report(ref, collect(run, inputs), inputs, tol),
+                        calib_x, say)
     target = tmp / ONNX_NAME
     if spec.format == "tensorrt":
         from .pipeline_trt import build_and_verify
@@ -271,9 +287,11 @@ def _runner(folder: Path, spec: ExportSpec) -> Callable[[Any], Any]:
         from .trt_runner import EngineRunner
 
         return EngineRunner(folder / ENGINE_NAME, onnx_path=folder / ONNX_NAME).run
-    from .runtime import ExportRuntimeError, OnnxModel
+    from .runtime import ExportedOpenVinoModel, ExportRuntimeError, OnnxModel
 
     try:
+        if spec.format == "openvino":  # as a deployer runs it: the inference precision export.json records
+            return ExportedOpenVinoModel(folder).run
         return OnnxModel(folder / ONNX_NAME).run
     except ExportRuntimeError as e:
         raise CorruptExportError(str(e)) from e

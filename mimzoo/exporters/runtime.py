@@ -1,4 +1,4 @@
-"""Embed images with an export folder, using only onnxruntime, numpy and PIL: no torch.
+"""Embed images with an export folder, using only onnxruntime (or openvino), numpy and PIL: no torch.
 
 This module imports nothing from mimzoo, so a deployer can also copy this one file next to their
 application. The folder's ``export.json`` says how to feed the model (input size, mean, std,
@@ -22,6 +22,7 @@ import numpy as np
 
 EXPORT_JSON = "export.json"
 ONNX_NAME = "model.onnx"
+OPENVINO_XML = "model.xml"  # OpenVINO IR (with model.bin beside it)
 INPUT = "pixel_values"
 EMBEDDING = "embedding"
 
@@ -144,15 +145,62 @@ class OnnxModel:
         return {k: np.concatenate(v) for k, v in parts.items()}
 
 
-class ExportedModel(OnnxModel):
-    """An ONNX export folder (model.onnx + export.json), ready to embed images."""
+class OpenVinoModel:
+    """An OpenVINO IR on the CPU, run on float arrays; same ``run`` as :class:`OnnxModel`.
 
-    def __init__(self, folder: str | Path, **kwargs: Any):
-        self.folder = Path(folder)
-        self.meta = read_meta(self.folder)
-        if self.meta.get("format") not in ("onnx", "tensorrt"):
-            raise ExportRuntimeError(f"{self.folder}/{EXPORT_JSON} has format {self.meta.get('format')!r}; export again")
-        super().__init__(self.folder / ONNX_NAME, **kwargs)
+    `inference_precision` is the compiled model's INFERENCE_PRECISION_HINT: "f32" or "bf16" (an export
+    folder records the one it was verified with). `threads`: INFERENCE_NUM_THREADS (None: OpenVINO's).
+    """
+
+    def __init__(self, xml_file: str | Path, *, inference_precision: str = "f32", threads: int | None = None):
+        try:
+            import openvino as ov
+        except ImportError as e:
+            raise ExportRuntimeError("this export runs on OpenVINO, which is not installed; "
+                                     "pip install 'mimzoo[openvino]' (or pip install openvino)") from e
+        xml_file = Path(xml_file)
+        if not xml_file.is_file() or not xml_file.with_suffix(".bin").is_file():
+            raise ExportRuntimeError(f"{xml_file} or its .bin is missing; copy the whole export folder")
+        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": inference_precision, "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            core = ov.Core()
+            self.compiled = core.compile_model(core.read_model(str(xml_file)), "CPU", config)
+        except Exception as e:  # OpenVINO raises RuntimeError subclasses of its own
+            raise ExportRuntimeError(f"OpenVINO cannot load {xml_file} ({str(e).strip().splitlines()[0][:300]}); "
+                                     "the file is corrupt or incomplete: export again") from e
+        self.request = self.compiled.create_infer_request()
+        self.input_name = self.compiled.input(0).get_any_name()
+        self.input_dtype = np.float32
+        shape = self.compiled.input(0).get_partial_shape()
+        self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def infer(self, x: np.ndarray) -> list[np.ndarray]:
+        """One forward pass on a batch the model accepts; outputs in `output_names` order (owned copies)."""
+        res = self.request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
+        return [np.array(res[o]) for o in self.compiled.outputs]
+
+    def run(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+        """Outputs (``embedding``, and ``tokens`` when exported) for ``[N, C, H, W]``, as :meth:`OnnxModel.run`."""
+        x = np.asarray(pixel_values)
+        step = self.fixed_batch or len(x)
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
+        for i in range(0, len(x), max(step, 1)):
+            chunk = x[i:i + step]
+            n = len(chunk)
+            if self.fixed_batch and n < step:
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            for name, out in zip(self.output_names, self.infer(chunk)):
+                parts[name].append(np.asarray(out[:n], dtype=np.float32))
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+class _Embeds:
+    """embed() for an export folder's model (needs self.meta and self.run)."""
+
+    meta: dict[str, Any]
 
     @property
     def preprocess_config(self) -> dict[str, Any]:
@@ -166,6 +214,31 @@ class ExportedModel(OnnxModel):
             batch = np.stack([preprocess(im, pp) for im in images[i:i + batch_size]])
             out.append(self.run(batch)[EMBEDDING])
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+class ExportedModel(_Embeds, OnnxModel):
+    """An ONNX export folder (model.onnx + export.json), ready to embed images."""
+
+    def __init__(self, folder: str | Path, **kwargs: Any):
+        self.folder = Path(folder)
+        self.meta = read_meta(self.folder)
+        if self.meta.get("format") not in ("onnx", "tensorrt"):
+            raise ExportRuntimeError(f"{self.folder}/{EXPORT_JSON} has format {self.meta.get('format')!r}; "
+                                     "open it with load_export()")
+        super().__init__(self.folder / ONNX_NAME, **kwargs)
+
+
+class ExportedOpenVinoModel(_Embeds, OpenVinoModel):
+    """An OpenVINO export folder (model.xml/.bin + export.json), run with the inference precision it was
+    verified with (export.json's ``openvino.inference_precision``)."""
+
+    def __init__(self, folder: str | Path, *, threads: int | None = None):
+        self.folder = Path(folder)
+        self.meta = read_meta(self.folder)
+        hint = (self.meta.get("openvino") or {}).get("inference_precision")
+        if self.meta.get("format") != "openvino" or hint not in ("f32", "bf16"):
+            raise ExportRuntimeError(f"{self.folder}/{EXPORT_JSON} is not an OpenVINO export report; export again")
+        super().__init__(self.folder / OPENVINO_XML, inference_precision=hint, threads=threads)
 
 
 def read_meta(folder: str | Path) -> dict[str, Any]:
@@ -182,13 +255,15 @@ def read_meta(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_export(folder: str | Path, **kwargs: Any) -> ExportedModel:
-    """Open an ONNX export folder for inference (see :class:`ExportedModel` for the options).
+def load_export(folder: str | Path, **kwargs: Any) -> ExportedModel | ExportedOpenVinoModel:
+    """Open an export folder for inference: ONNX (onnxruntime) or OpenVINO IR (openvino), as export.json says.
 
     Args:
-        folder: the folder ``mimzoo export`` wrote (model.onnx, its weights, export.json).
-        **kwargs: ``providers`` (onnxruntime execution providers), ``threads``, ``optimization``.
+        folder: the folder ``mimzoo export`` wrote (model.onnx and its weights, or model.xml/.bin; export.json).
+        **kwargs: ``threads``; for ONNX also ``providers`` (onnxruntime execution providers), ``optimization``.
 
     >>> load_export("mae-vit-b-onnx-int8").embed(images)  # doctest: +SKIP
     """
+    if read_meta(folder).get("format") == "openvino":
+        return ExportedOpenVinoModel(folder, **kwargs)
     return ExportedModel(folder, **kwargs)

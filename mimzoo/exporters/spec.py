@@ -9,8 +9,11 @@ from typing import Any
 
 from ..errors import MimzooError
 
-FORMATS = ("onnx", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = ("onnx", "tensorrt", "openvino")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# precisions each format can be built in (bf16: OpenVINO's INFERENCE_PRECISION_HINT on CPUs with bf16 units)
+FORMAT_PRECISIONS = {"onnx": ("fp32", "fp16", "int8"), "tensorrt": ("fp32", "fp16", "int8"),
+                     "openvino": ("fp32", "bf16", "int8")}
 INT8_METHODS = ("auto", "dynamic", "static")
 MIN_OPSET = 17  # LayerNorm is one LayerNormalization node from opset 17 on (TensorRT FP16 needs that)
 DEFAULT_OPSET = 18  # the dynamo exporter's own opset: no version conversion step
@@ -41,7 +44,7 @@ class Tolerances:
 
     @classmethod
     def for_precision(cls, precision: str) -> Tolerances:
-        """The default gate of a precision: fp32 abs <= 1e-4; fp16 cosine >= 0.999; int8 cosine >= 0.99
+        """The default gate of a precision: fp32 abs <= 1e-4; fp16 and bf16 cosine >= 0.999; int8 cosine >= 0.99
         and at most 0.5 k-NN top-1 points lost.
 
         >>> Tolerances.for_precision("int8").knn_top1_drop
@@ -50,6 +53,7 @@ class Tolerances:
         defaults = {
             "fp32": cls(max_abs=1e-4),
             "fp16": cls(cosine_min=0.999),
+            "bf16": cls(cosine_min=0.999),
             "int8": cls(cosine_min=0.99, knn_top1_drop=0.5),
         }
         if precision not in defaults:
@@ -98,8 +102,8 @@ class Tolerances:
 class ExportSpec:
     """One export to build: format, numeric precision, shapes and exporter settings."""
 
-    format: str = "onnx"  # "onnx" (runs anywhere onnxruntime does) or "tensorrt" (an engine for this GPU)
-    precision: str = "fp32"  # "fp32", "fp16" or "int8"
+    format: str = "onnx"  # "onnx" (runs anywhere onnxruntime does), "tensorrt" (an engine for this GPU) or "openvino" (IR)
+    precision: str = "fp32"  # "fp32", "fp16", "bf16" (OpenVINO only) or "int8"
     batch: int | str = "dynamic"  # "dynamic" (any batch) or a fixed batch size baked into the graph
     img_size: int | None = None  # input side other than the model's own (position embeddings resampled)
     opset: int = DEFAULT_OPSET  # ONNX opset, MIN_OPSET..MAX_OPSET
@@ -113,6 +117,10 @@ class ExportSpec:
             raise ExportError(f"unknown export format '{self.format}'; use one of {', '.join(FORMATS)}")
         if self.precision not in PRECISIONS:
             raise ExportError(f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}")
+        if self.precision not in FORMAT_PRECISIONS[self.format]:
+            fits = [f for f, ps in FORMAT_PRECISIONS.items() if self.precision in ps]
+            raise ExportError(f"{self.format} exports have no {self.precision}; use --precision "
+                              f"{'/'.join(FORMAT_PRECISIONS[self.format])}, or --format {' or '.join(fits)}")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise ExportError(f"opset {self.opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
                               f"({MIN_OPSET}+ keeps LayerNorm one node)")
