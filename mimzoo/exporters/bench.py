@@ -8,8 +8,9 @@ at the same batch size; each row also gives the interquartile range (IQR) of its
 per-round ratios to ``torch``, so a reader sees how far the figures spread.
 
 Every backend gets the same intra-op thread count (``BenchConfig.threads``, default every usable core;
-never each runtime's own default): ``torch.set_num_threads`` and onnxruntime's ``intra_op_num_threads``
-(``inter_op_num_threads`` 1, sequential execution). Each row reports the count its runtime really used,
+never each runtime's own default): ``torch.set_num_threads``, onnxruntime's ``intra_op_num_threads``
+(``inter_op_num_threads`` 1, sequential execution) and OpenVINO's ``INFERENCE_NUM_THREADS`` (one stream,
+latency hint). Each row reports the count its runtime really used,
 read back from torch and from the session. :mod:`.bench_machine` writes the header that states them.
 
 ONNX backends run verified exports (``mimzoo.export``; INT8 passes its accuracy gate first), built
@@ -41,11 +42,13 @@ from .spec import ExportError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "tensorrt")
+BACKENDS = ("torch", "torch-fp16", "torch-compile", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8", "tensorrt",
+            "openvino", "openvino-bf16", "openvino-int8")
 DEFAULT_BACKENDS = ("torch", "torch-compile", "onnxruntime", "onnxruntime-int8", "tensorrt")
 # backend -> (export format, precision) of the export folder it runs
 EXPORTS = {"onnxruntime": ("onnx", "fp32"), "onnxruntime-fp16": ("onnx", "fp16"),
-           "onnxruntime-int8": ("onnx", "int8"), "tensorrt": ("tensorrt", "fp16")}
+           "onnxruntime-int8": ("onnx", "int8"), "tensorrt": ("tensorrt", "fp16"),
+           "openvino": ("openvino", "fp32"), "openvino-bf16": ("openvino", "bf16"), "openvino-int8": ("openvino", "int8")}
 
 
 class Skip(Exception):

@@ -101,7 +101,24 @@ def load_backend(name: str, encoder: Any, cfg: BenchConfig, folder: Path | None)
         return _torch_backend(name, encoder, cfg)
     if name == "tensorrt":
         return _tensorrt_backend(folder)
+    if name.startswith("openvino"):
+        return _openvino_backend(name, cfg, folder)
     return _ort_backend(name, cfg, folder)
+
+
+def _openvino_backend(name: str, cfg: BenchConfig, folder: Path | None) -> Backend:
+    """OpenVINO on the CPU with the inference precision its export was verified with, cfg.threads threads."""
+    from .runtime import ExportedOpenVinoModel
+
+    assert folder is not None  # ensure_export ran first (run_bench's order)
+    if cfg.device != "cpu":
+        raise Skip("mimzoo's OpenVINO backends run on the CPU; pass --device cpu")
+    model = ExportedOpenVinoModel(folder, threads=cfg.threads)
+    hint = model.meta["openvino"]["inference_precision"]
+    threads = lambda: int(model.compiled.get_property("INFERENCE_NUM_THREADS"))  # noqa: E731 - as compiled
+    return Backend(name, lambda a: np.ascontiguousarray(a, dtype=np.float32), model.request.infer,
+                   f"{folder.name}; OpenVINO CPU, {hint}", timing="numpy in, outputs in the request (infer)",
+                   threads=threads)
 
 
 def _torch_backend(name: str, encoder: Any, cfg: BenchConfig) -> Backend:

@@ -41,6 +41,8 @@ def _measure(job: dict[str, Any]) -> dict[str, float]:
             torch.set_num_threads(cfg.threads)
     import onnxruntime  # noqa: F401
 
+    if job["backend"].startswith("openvino"):
+        import openvino  # noqa: F401  (its libraries are not the model's memory)
     gc.collect()
     base_rss, base_dev = MemorySampler.rss(), device_memory(cfg.device, reset=True)
     encoder = None
