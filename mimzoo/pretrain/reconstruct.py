@@ -4,8 +4,20 @@ Works for models pretrained with a pixel target and a decoder or head (MAE, SimM
 a model folder written by ``mimzoo pretrain`` (its ``pretrain.safetensors`` holds the decoder),
 a zoo model whose bundled weights ship one (``mae-vit-digits``), or any MAE encoder plus an
 official ``mae_visualize_*.pth`` / transformers ``ViTMAEForPreTraining`` checkpoint passed as
-``decoder=``. With per-patch normalised targets (MAE's norm-pix loss) the predicted patches are
-shown with each true patch's mean and variance, as MAE's own demos do for such models.
+``decoder=``.
+
+The columns follow facebookresearch/mae ``demo/mae_visualize.ipynb``, with one change: its
+"reconstruction" column shows the decoder's output at every patch, visible ones included. The
+loss never trains those (MAE scores masked patches only), and a small model's outputs there are
+noise, so here the "reconstruction" column shows the predictions at the masked patches only
+(visible patches are filled with ``VISIBLE_COLOR``); "+ visible" pastes the input's own visible
+patches around them, as the demo does.
+
+Normalised-pixel targets (MAE's norm_pix_loss): the model predicts each patch's pixels minus the
+patch's mean, over its standard deviation, so the prediction is drawn with the mean and variance
+of the *original* patch (the only statistics there are; the MAE-pytorch visualisation does the
+same). The official demo needs no such step: its ``mae_visualize_*`` weights were trained on raw
+pixels. Models trained on plain pixels (``mae-vit-digits``) are drawn as predicted.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from .recipe import Decoder, Recipe, Target, with_overrides
 log = logging.getLogger(__name__)
 COLUMNS = ("original", "masked", "reconstruction", "+ visible")
 MASK_COLOR = (0.25, 0.35, 0.65)  # masked patches: a blue grey no grey-scale image contains
+VISIBLE_COLOR = (0.85, 0.75, 0.45)  # visible patches in the "reconstruction" column (nothing predicted there)
 PIXEL_TARGETS = ("pixels", "normalized-pixels")  # the targets a picture can be drawn from
 MIN_PANEL = 128  # small inputs (digits: 32 px) are enlarged to at least this many pixels per panel
 
@@ -46,6 +59,18 @@ def reconstruct(model: str, images: Sequence[Any], output: str | Path, *, decode
     >>> reconstruct("mae-vit-digits", ["seven.png"], "out.png")  # doctest: +SKIP
     PosixPath('out.png')
     """
+    columns = reconstruction_columns(model, images, decoder=decoder, weights=weights, mask_ratio=mask_ratio,
+                                     seed=seed)
+    *panels, _ = columns
+    rows = [[_to_pil(t[i]) for t in panels] for i in range(panels[0].shape[0])]
+    return _save_grid(rows, Path(output))
+
+
+def reconstruction_columns(model: str, images: Sequence[Any], *, decoder: str | Path | None = None,
+                           weights: str | None = None, mask_ratio: float | None = None,
+                           seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """The picture's four columns as ``[N, C, H, W]`` images in [0, 1] (see :func:`panel_tensors`),
+    plus the patch mask ``[N, L]`` (True = masked) last. Arguments as :func:`reconstruct`."""
     import mimzoo
 
     from .masking import MaskBatch
@@ -59,8 +84,7 @@ def reconstruct(model: str, images: Sequence[Any], output: str | Path, *, decode
     masks: MaskBatch = objective.masking(len(pil), torch.Generator().manual_seed(seed))
     with torch.no_grad():
         pred = objective.reconstruct(x, masks)
-    rows = _panels(x, pred, masks.mask, objective, encoder.preprocess)
-    return _save_grid(rows, Path(output))
+    return (*panel_tensors(x, pred, masks.mask, objective.patch, objective.grid, encoder.preprocess), masks.mask)
 
 
 def _open(image: Any) -> Any:
@@ -150,20 +174,31 @@ def _foreign_mae(path: Path) -> tuple[dict[str, torch.Tensor], Recipe]:
     return dec, recipe
 
 
-def _panels(x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, objective: Any, pp: Any) -> list[list[Any]]:
-    """Four PIL panels per image."""
+def panel_tensors(x: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch: int, grid: tuple[int, int],
+                  pp: Any) -> tuple[torch.Tensor, ...]:
+    """The four columns as images in [0, 1]: original, masked, reconstruction, reconstruction + visible.
+
+    Args:
+        x: the model's (normalised) inputs ``[N, C, H, W]``.
+        pred: the objective's predicted images in the same normalised space ``[N, C, H, W]``.
+        mask: ``[N, L]``, True (1) where a patch was masked.
+        patch, grid: patch size in pixels and the patch grid (rows, columns).
+        pp: the encoder's preprocessing (its mean and std undo the normalisation).
+    """
     from .targets import unpatchify
 
-    p, grid = objective.patch, objective.grid
+    channels = x.shape[1]
     mean = torch.tensor(pp.mean).view(1, -1, 1, 1)
     std = torch.tensor(pp.std).view(1, -1, 1, 1)
-    pixel_mask = unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, p * p * x.shape[1]), p, grid, x.shape[1])
-    original = x * std + mean
+    m = unpatchify(mask.float().unsqueeze(-1).expand(-1, -1, patch * patch * channels), patch, grid, channels)
+    original = x * std + mean  # [N, C, H, W]
     recon = pred * std + mean
-    tint = torch.tensor(MASK_COLOR[: x.shape[1]]).view(1, -1, 1, 1)
-    masked = original * (1 - pixel_mask) + tint * pixel_mask
-    pasted = original * (1 - pixel_mask) + recon * pixel_mask
-    return [[_to_pil(t[i]) for t in (original, masked, recon, pasted)] for i in range(x.shape[0])]
+    tint = torch.tensor(MASK_COLOR[:channels]).view(1, -1, 1, 1)
+    fill = torch.tensor(VISIBLE_COLOR[:channels]).view(1, -1, 1, 1)
+    masked = original * (1 - m) + tint * m
+    predicted = fill * (1 - m) + recon * m  # what the loss trained: masked patches only
+    pasted = original * (1 - m) + recon * m
+    return original, masked, predicted, pasted
 
 
 def _to_pil(t: torch.Tensor) -> Any:
