@@ -18,7 +18,7 @@ from ..exporters.spec import DEFAULT_OPSET, ExportSpec, VerificationError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExportResult", "VerificationError", "bench", "default_output", "export", "verify"]
+__all__ = ["ExportResult", "VerificationError", "bench", "default_output", "export", "export_target", "verify"]
 
 
 def export(
@@ -98,6 +98,62 @@ def export(
         src = _source(model, pretrained=pretrained, weights=weights, seed=seed, img_size=img_size)
         return run_export(src, out, spec, tolerances=dict(tolerances or {}), data=vdata, overwrite=overwrite,
                           say=progress or log.info, cache_dir=Path(cache_dir) if cache_dir else None)
+
+
+def export_target(
+    model: Any,
+    output: str | Path | None = None,
+    *,
+    target: str = "cpu",
+    batch: int | str = "dynamic",
+    img_size: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    tokens: bool = False,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    seed: int = 0,
+    data: str | Path | None = "digits",
+    images: int | None = None,
+    calibration_images: int = 64,
+    tolerances: Mapping[str, float] | None = None,
+    threads: int | None = None,
+    time_batch: int = 8,
+    iters: int = 5,
+    overwrite: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Any:
+    """Export every backend and precision `target` supports here, keep the fastest that passes its gate.
+
+    CPU: onnxruntime fp32/int8 and OpenVINO fp32/bf16/int8 (where installed and the CPU has the units).
+    Each is verified with mimzoo's gate for its precision (`tolerances` override every gate alike), then
+    the passing ones are timed side by side (`threads` each, `iters` interleaved rounds at `time_batch`
+    images); only the fastest is written to `output` (default ``<name>-<target>``), the others are removed.
+
+    Returns:
+        A :class:`~mimzoo.exporters.target.TargetResult`: ``.path``, ``.meta`` (the winner's export.json),
+        ``.candidates`` (each with status, min cosine, img/s and why it was kept or dropped).
+
+    >>> r = mimzoo.api.export.export_target("mae-vit-test", "out/best", pretrained=False)  # doctest: +SKIP
+    >>> r.winner.backend  # doctest: +SKIP
+    'openvino-bf16'
+    """
+    from ..exporters.target import TargetTiming, candidates_for, run_target
+
+    spec = ExportSpec(batch=batch, img_size=img_size, opset=opset, tokens=tokens)
+    candidates_for(target)  # an unknown target, or --target cuda with nothing to run on, fails here in a second
+    out = Path(output) if output is not None else Path(f"{default_output(_name_of(model), spec).name.rsplit('-onnx-', 1)[0]}-{target}")
+    vdata = VerifyData(data=None if data is None else str(data), images=images,
+                       calibration_images=calibration_images, seed=seed)
+    say = progress or log.info
+
+    def export_one(src: Source, folder: Path, one: ExportSpec) -> ExportResult:
+        return run_export(src, folder, one, tolerances=dict(tolerances or {}), data=vdata, say=lambda s: say(f"  {s}"))
+
+    with output_lock(out):
+        check_output(out, overwrite)
+        src = _source(model, pretrained=pretrained, weights=weights, seed=seed, img_size=img_size)
+        return run_target(src, out, target, spec, timing=TargetTiming(batch=time_batch, iters=iters, threads=threads),
+                          export_one=export_one, say=say)
 
 
 def verify(

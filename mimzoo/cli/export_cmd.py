@@ -14,7 +14,7 @@ import click
 from .table import render
 
 VERIFY_COLUMNS = [("check", "check"), ("value", "value"), ("limit", "limit"), ("ok", "ok")]
-_FORMATS = {"onnx": "onnx", "trt": "tensorrt", "tensorrt": "tensorrt"}
+_FORMATS = {"onnx": "onnx", "trt": "tensorrt", "tensorrt": "tensorrt", "openvino": "openvino"}
 # figure in the report -> (label, tolerance key, direction of the limit)
 _ROWS = (
     ("max_abs", "max abs error", "max_abs", "<="),
@@ -86,11 +86,17 @@ def _common_model_options(f: Any) -> Any:
 @click.command("export")
 @click.argument("model")
 @click.option("--format", "fmt", type=click.Choice(sorted(_FORMATS)), default="onnx", show_default=True,
-              help="onnx, or trt/tensorrt (a TensorRT engine: needs TensorRT and a GPU).")
+              help="onnx, trt/tensorrt (a TensorRT engine: needs TensorRT and a GPU) or openvino (IR for CPUs: "
+                   "pip install 'mimzoo[openvino]').")
 @click.option("--trt", is_flag=True, help="Alias for --format trt.")
 @click.option("--fp16", "precision", flag_value="fp16", help="Half precision (LayerNorm/softmax stay fp32).")
 @click.option("--int8", "precision", flag_value="int8", help="INT8 (searched until the accuracy gate passes).")
-@click.option("--precision", "precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True)
+@click.option("--precision", "precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32",
+              show_default=True, help="bf16: OpenVINO only (--format openvino).")
+@click.option("--target", type=click.Choice(["cpu", "cuda"]),
+              help="Try every backend and precision this machine runs, keep the fastest that passes its gate "
+                   "(replaces --format/--precision).")
+@click.option("--threads", type=int, help="--target: intra-op threads of every candidate (default every usable core).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-23).")
@@ -102,22 +108,31 @@ def _common_model_options(f: Any) -> Any:
 @click.option("--max-batch", type=int, default=64, show_default=True, help="TensorRT profile: largest batch.")
 @click.option("--opt-batch", type=int, default=8, show_default=True, help="TensorRT profile: batch tuned for.")
 @_common_model_options
-def export(model: str, fmt: str, trt: bool, precision: str, batch: str, img_size: int | None, opset: int, tokens: bool,
+@click.pass_context
+def export(ctx: click.Context, model: str, fmt: str, trt: bool, precision: str, target: str | None,
+           threads: int | None, batch: str, img_size: int | None, opset: int, tokens: bool,
            output: str | None, overwrite: bool, int8_method: str, calibration_images: int, max_batch: int,
            opt_batch: int, weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
            tol: tuple[str, ...], as_json: bool) -> None:
-    """Export MODEL to ONNX or TensorRT and verify it against PyTorch.
+    """Export MODEL to ONNX, TensorRT or OpenVINO and verify it against PyTorch.
 
     Nothing is written unless verification passes. Examples:
 
       mimzoo export mae-vit-b --int8 -o mae-vit-b-int8
 
       mimzoo export mae-vit-b --trt --fp16
+
+      mimzoo export mae-vit-b --format openvino --precision bf16
+
+      mimzoo export mae-vit-b --target cpu -o mae-vit-b-cpu
     """
     from ..api.export import export as run
     from .outputs import check_output
 
     check_output(output, folder=True)
+    if target:
+        return _export_target(ctx, model, target, threads, output, batch, img_size, opset, tokens, overwrite,
+                              calibration_images, weights, random_init, seed, data, images, tol, as_json)
     result = run(
         model, output, format="tensorrt" if trt else _FORMATS[fmt], precision=precision, batch=batch, img_size=img_size,
         opset=opset, tokens=tokens, pretrained=not random_init, weights=weights, seed=seed,
@@ -130,6 +145,33 @@ def export(model: str, fmt: str, trt: bool, precision: str, batch: str, img_size
         return
     click.echo(render(report_rows(result.verification), VERIFY_COLUMNS))
     click.echo(f"wrote {result.path} ({result.meta['format']} {result.meta['precision']}, verified)")
+
+
+def _export_target(ctx: click.Context, model: str, target: str, threads: int | None, output: str | None, batch: str,
+                   img_size: int | None, opset: int, tokens: bool, overwrite: bool, calibration_images: int,
+                   weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
+                   tol: tuple[str, ...], as_json: bool) -> None:
+    from click.core import ParameterSource
+
+    from ..api.export import export_target
+    from ..exporters.target import COLUMNS, table_rows
+
+    chosen = [f"--{n.replace('_', '-')}" for n in ("fmt", "trt", "precision", "int8_method")
+              if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
+    if chosen:
+        raise click.UsageError(f"--target picks the format and precision itself; drop {', '.join(chosen)}"
+                               .replace("--fmt", "--format"))
+    res = export_target(model, output, target=target, batch=batch, img_size=img_size, opset=opset, tokens=tokens,
+                        pretrained=not random_init, weights=weights, seed=seed, data=None if data == "none" else data,
+                        images=images, calibration_images=calibration_images, tolerances=_tolerances(tol),
+                        threads=threads, overwrite=overwrite, progress=_say)
+    if as_json:
+        click.echo(json.dumps({"candidates": [c.to_dict() for c in res.candidates], "export": res.meta}, indent=2))
+        return
+    click.echo(render(table_rows(res.candidates), COLUMNS))
+    w = res.winner
+    click.echo(f"wrote {res.path} ({w.backend}: {w.format} {w.precision}, verified, fastest of "
+               f"{sum(c.throughput is not None for c in res.candidates)} timed at batch {res.timing.batch})")
 
 
 @click.command("verify")
