@@ -68,6 +68,10 @@ def hub_download(
     return Path(path)
 
 
+# what to do when the Hub cannot be reached (not offline): files already cached work without it
+_OFFLINE_HINT = "to use files already in the Hugging Face cache without the network, set HF_HUB_OFFLINE=1"
+
+
 @dataclass(frozen=True)
 class _Context:
     """What an error message about one download names."""
@@ -94,11 +98,13 @@ def _translate(e: Exception, ctx: _Context, bound: str) -> WeightsError | None:
     if isinstance(e, errors.LocalEntryNotFoundError):  # offline, or the Hub failed, and the file is not cached
         if is_offline():
             return WeightsNotAvailableError(
-                f"{where} is not in the Hugging Face cache ({ctx.cache}) and offline mode is on; {ctx.fix}, or fill "
-                "that cache on a connected machine and set HF_HUB_OFFLINE=1")
+                f"{where} is not in the Hugging Face cache at {ctx.cache} and HF_HUB_OFFLINE=1 is set (offline mode "
+                f"is on); {ctx.fix}, or put the file in that cache: run `hf download {ctx.repo_id} {ctx.filename}"
+                f"{' --revision ' + ctx.revision if ctx.revision else ''}` with HF_HUB_CACHE={ctx.cache} on a "
+                "connected machine and copy the folder here (or unset HF_HUB_OFFLINE to download it)")
         return _failure(e, ctx, bound) or WeightsNotAvailableError(
-            f"{where} is not in the Hugging Face cache ({ctx.cache}) and the Hub at {ctx.server} is unreachable; "
-            f"{ctx.fix}, or fill that cache on a connected machine and set HF_HUB_OFFLINE=1")
+            f"{where} is not in the Hugging Face cache at {ctx.cache} and the Hub at {ctx.server} is unreachable; "
+            f"{ctx.fix}, or {_OFFLINE_HINT}")
     if isinstance(e, errors.EntryNotFoundError):
         return HubFileNotFoundError(f"file '{ctx.filename}' not found in Hub repo '{ctx.repo_id}'; check the file name")
     if isinstance(e, errors.HfHubHTTPError) and getattr(e.response, "status_code", None) == 401:
@@ -111,7 +117,8 @@ def _failure(e: BaseException, ctx: _Context, bound: str) -> WeightsError | None
     """A Hub that failed (5xx, 429), timed out, could not be reached, or answered another HTTP error."""
     failure = network_failure(e, ctx.server, bound)
     if failure is not None:
-        return WeightsNotAvailableError(f"cannot download {ctx.where}: {failure}, or {ctx.fix}")
+        return WeightsNotAvailableError(f"cannot download {ctx.where}: {failure}, or {ctx.fix}"
+                                        + ("" if "HTTP" in failure else f"; {_OFFLINE_HINT}"))
     answer = http_answer(e)
     if answer is not None:  # a 4xx the client does not type (400, 403, 405, ...)
         return WeightsError(f"cannot download {ctx.where}: the Hub at {ctx.server} answered HTTP {answer[0]} "

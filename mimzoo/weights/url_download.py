@@ -114,9 +114,14 @@ def check_url(url: str) -> None:
 
 def _not_available(url: str, cache: Path, why: str) -> WeightsNotAvailableError:
     name = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1] or url
+    if offline_mode():  # already offline: say how to get the file into the cache, not to turn offline on
+        fill = (f"or put it in that cache: load it once on a connected machine with MIMZOO_CACHE pointing to a "
+                f"copy of {cache.parent}, and copy that folder here (or unset HF_HUB_OFFLINE to download it)")
+    else:
+        fill = "or, to use files already in that cache without the network, set HF_HUB_OFFLINE=1"
     return WeightsNotAvailableError(
         f"{name} is not in the mimzoo weights cache ({cache}) and {why}; pass weights=PATH to a local copy of "
-        f"{url}, or fill that cache on a connected machine (MIMZOO_CACHE) and set HF_HUB_OFFLINE=1"
+        f"{url}, {fill}"
     )
 
 
