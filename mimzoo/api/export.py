@@ -89,7 +89,7 @@ def export(
     if spec.format == "openvino":  # fail in a second, with the one line that installs it
         from ..exporters.openvino import require_openvino
 
-        require_openvino(f"OpenVINO {spec.precision}" if spec.precision == "int8" else "OpenVINO exports")
+        require_openvino(spec.precision)
     out = Path(output) if output is not None else default_output(_name_of(model), spec)
     vdata = VerifyData(data=None if data is None else str(data), images=images,
                        calibration_images=calibration_images, seed=seed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import json
 import logging
 import shutil
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .._deps import is_available, require
+from .._deps import require
 from .spec import ExportError
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,22 @@ INFERENCE_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
 CALIBRATION_BATCH = 8  # images per NNCF calibration item
 
 
-def require_openvino(what: str = "OpenVINO exports") -> None:
+def missing(precision: str = "fp32") -> str | None:
+    """Why OpenVINO exports of `precision` cannot be made here (None: they can). Imports to find out: a
+    package that is present but broken counts as missing."""
+    for module, what in (("openvino", "OpenVINO"), *((("nncf", "NNCF (for INT8)"),) if precision == "int8" else ())):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            return f"{what} is not installed"
+    return None
+
+
+def require_openvino(precision: str = "fp32") -> None:
     """Fail in one line, before any work, when openvino (or nncf for INT8) is missing."""
-    if not is_available("openvino"):
-        raise ExportError(f"{what} need OpenVINO, which is not installed; {INSTALL_HINT}")
-    if what.endswith("int8") and not is_available("nncf"):
-        raise ExportError(f"OpenVINO INT8 needs NNCF, which is not installed; {INSTALL_HINT}")
+    why = missing(precision)
+    if why:
+        raise ExportError(f"OpenVINO {precision} exports need it, but {why}; {INSTALL_HINT}")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from .._atomic import atomic_dir
-from .._deps import is_available
 from .._outputs import read_marker, temp_name
 from .spec import ExportError, ExportSpec, VerificationError
 
@@ -84,10 +83,11 @@ class TargetResult:
 def unavailable(backend: str, fmt: str, precision: str, target: str) -> str | None:
     """Why a candidate cannot run on this machine (None: it can be tried)."""
     if fmt == "openvino":
-        if not is_available("openvino"):
-            return "OpenVINO not installed: pip install 'mimzoo[openvino]'"
-        if precision == "int8" and not is_available("nncf"):
-            return "NNCF not installed: pip install 'mimzoo[openvino]'"
+        from .openvino import INSTALL_HINT, missing
+
+        why = missing(precision)
+        if why:
+            return f"{why}: {INSTALL_HINT}"
         caps = _openvino_capabilities()
         need = {"bf16": "BF16", "int8": "INT8"}.get(precision)
         if need and need not in caps:
