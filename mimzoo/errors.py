@@ -11,6 +11,16 @@ import difflib
 from collections.abc import Iterable
 
 
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name `name` most likely meant: the same letters in another case first (names are
+    lower-case data, so 'MAE-ViT-B' means 'mae-vit-b'), else the closest spelling, else None."""
+    by_lower = {k.lower(): k for k in known}
+    if name.lower() in by_lower:
+        return by_lower[name.lower()]
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
 class MimzooError(Exception):
     """Base class of every error mimzoo raises on purpose (bad input, missing files, ...)."""
 
@@ -22,8 +32,8 @@ class UnknownModelError(MimzooError, KeyError):
 
     def __init__(self, name: str, known: Iterable[str]):
         self.name = name
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else "run `mimzoo list` to see the models"
+        close = closest_name(name, known)
+        hint = f"did you mean '{close}'?" if close else "run `mimzoo list` to see the models"
         super().__init__(f"unknown model '{name}'; {hint}")
 
     def __str__(self) -> str:  # KeyError would otherwise wrap the message in quotes
@@ -34,8 +44,8 @@ class UnknownMethodError(UnknownModelError):
     """A method name is not in the registry."""
 
     def __init__(self, name: str, known: Iterable[str]):
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else "run `mimzoo plugins` to see the methods"
+        close = closest_name(name, known)
+        hint = f"did you mean '{close}'?" if close else "run `mimzoo plugins` to see the methods"
         MimzooError.__init__(self, f"unknown method '{name}'; {hint}")
         self.name = name
 

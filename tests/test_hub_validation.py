@@ -156,7 +156,7 @@ def test_cli_dry_run_table(folder, tmp_path):
     assert f"dry run: repo folder written to {out}; nothing was uploaded" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == [".mimzoo-output.json", "README.md", "config.json", "model.safetensors"]
     r = CliRunner().invoke(cli, ["publish", str(folder), "--repo", "acme/tiny", "--dry-run", "-o", str(out), "--json"])
-    assert r.exit_code == 1 and "already exists; choose another folder or pass overwrite (--overwrite)" in r.output
+    assert r.exit_code == 1 and "already exists; choose another folder or pass --overwrite (overwrite=True)" in r.output
     r = CliRunner().invoke(cli, ["publish", str(folder), "--repo", "acme/tiny", "--dry-run", "-o", str(out),
                                  "--overwrite", "--json"])
     data = json.loads(r.stdout)

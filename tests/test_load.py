@@ -113,7 +113,7 @@ def test_folder_save_is_atomic(encoder, tmp_path, monkeypatch):
         encoder.save_pretrained(target)
     assert (target / "model.safetensors").read_bytes() == before  # the old folder is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["enc"]
-    with pytest.raises(ModelFolderError, match="already exists; pass overwrite=True"):
+    with pytest.raises(ModelFolderError, match=r"already exists; pass --overwrite \(overwrite=True\)"):
         mimzoo.save_pretrained(encoder, target, overwrite=False)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from .options import deprecated_alias, device_option, refuse_conflicts, resolved_device
 from .table import render
 
 TABLE = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"), ("iqr_ms", "IQR ms"),
@@ -43,16 +44,19 @@ def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--backends", default="torch,torch-compile,onnxruntime,onnxruntime-int8,tensorrt", show_default=True,
               help="Comma-separated: torch, torch-fp16, torch-compile, onnxruntime, onnxruntime-fp16, "
                    "onnxruntime-int8, tensorrt.")
-@click.option("--batch", "batches", default="1,8,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--batch-sizes", "batches", default="1,8,32", show_default=True,
+              help="Comma-separated batch sizes, each timed separately.")
+@click.option("--batch", "old_batches", metavar="SIZES", callback=deprecated_alias("--batch", "--batch-sizes"),
+              help="Deprecated alias of --batch-sizes.")
 @click.option("--iters", type=int, default=10, show_default=True, help="Timed rounds; each runs every backend once.")
 @click.option("--warmup", type=int, default=2, show_default=True, help="Untimed calls per backend and batch first.")
 @click.option("--threads", type=click.IntRange(min=1),
               help="Intra-op threads, the same for every backend (default: every core this process may use).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@device_option
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
 @click.option("--random-init", is_flag=True, help="Random weights (seeded with --seed) instead of pretrained.")
 @click.option("--weights", metavar="PATH|TAG", help="Checkpoint file or weight-source tag.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of random weights (--random-init) and inputs.")
 @click.option("--export", "exports", multiple=True, metavar="BACKEND=DIR", help="Run this verified export folder for BACKEND.")
 @click.option("--workdir", metavar="DIR", help="Build the exports here and keep them (reused next time).")
 @click.option("--data", default="digits", show_default=True, help="Images the exports are verified on.")
@@ -61,16 +65,18 @@ def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--chart", metavar="PNG", help="Also draw the throughput as a bar chart.")
 @click.option("-o", "--output", metavar="FILE", help="Write the results with their header (threads, command, machine): FILE.json or FILE.md.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def bench(model: str, backends: str, batches: str, iters: int, warmup: int, threads: int | None, device: str,
+def bench(model: str, backends: str, batches: str, old_batches: str | None, iters: int, warmup: int, threads: int | None, device: str,
           img_size: int | None, random_init: bool, weights: str | None, seed: int, exports: tuple[str, ...],
           workdir: str | None, data: str, images: int | None, no_memory: bool, chart: str | None, output: str | None, as_json: bool) -> None:
     """Throughput, latency p50/p95 and peak memory of MODEL on each backend, side by side.
 
     Every backend gets the same intra-op threads (--threads), rounds are interleaved, and a header states
     the threads, the command and the machine; it warns when other processes load the machine.
-    Backends that cannot run here are listed as skipped, with the reason. Example:
+    Backends that cannot run here are listed as skipped, with the reason.
 
-      mimzoo bench mae-vit-b --backends torch,onnxruntime,onnxruntime-int8 --batch 1,8
+    \b
+    Example:
+      mimzoo bench mae-vit-b --backends torch,onnxruntime,onnxruntime-int8 --batch-sizes 1,8
     """
     from ..api.export import bench as run
     from ..exporters.bench import to_markdown
@@ -79,14 +85,21 @@ def bench(model: str, backends: str, batches: str, iters: int, warmup: int, thre
     from ..exporters.metadata import write_json
     from .._atomic import atomic_file
 
+    flag = "--batch-sizes"
+    if old_batches is not None:
+        refuse_conflicts("use --batch-sizes only", **{"--batch-sizes": _given("batches"), "--batch": True})
+        batches, flag = old_batches, "--batch"
+    sizes = _ints(batches, flag)
+    refuse_conflicts("pass one of them", **{"--random-init": random_init, "--weights": weights})
+    device = resolved_device(device)
     threads = threads or default_threads()
     probe = (click.get_current_context().obj or {}).get("load_probe") or LoadProbe()  # tests pass a fake load via obj
-    header = bench_header(model, threads=threads, device=device, batches=_ints(batches, "--batch"), iters=iters,
+    header = bench_header(model, threads=threads, device=device, batches=sizes, iters=iters,
                           warmup=warmup, command=_command(), probe=probe)
     if header.warning:
         click.echo(f"warning: {header.warning}", err=True)
     with probe.watching():  # samples this process's CPU time, so its own share of the load can be subtracted
-        rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=_ints(batches, "--batch"),
+        rows = run(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batches=sizes,
                    iters=iters, warmup=warmup, threads=threads, device=device, pretrained=not random_init, weights=weights,
                    seed=seed, img_size=img_size, exports=_exports(exports), workdir=workdir,
                    data=None if data == "none" else data, images=images, memory=not no_memory, progress=lambda line: click.echo(line, err=True))
@@ -108,6 +121,12 @@ def bench(model: str, backends: str, batches: str, iters: int, warmup: int, thre
         click.echo(json.dumps(rows, indent=2))
     else:
         click.echo("\n".join(header.lines()) + "\n\n" + render(rows, TABLE))
+
+
+def _given(name: str) -> bool:
+    """Whether option `name` was typed on the command line (not its default)."""
+    ctx = click.get_current_context()
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
 
 
 def _command() -> str:

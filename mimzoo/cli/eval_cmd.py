@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .options import checked_device, device_option, refuse_conflicts
 from .table import render
 
 TASK_CHOICES = ("knn", "linear", "attentive", "finetune", "all")
@@ -62,7 +63,7 @@ class ProgressBar:
 @click.option("--random-init", is_flag=True, help="Do not load pretrained weights (zoo names).")
 @click.option("--weights", help="Checkpoint file or weight-source tag to load into a zoo model.")
 @click.option("--img-size", type=int, help="Evaluate at this input size (position embeddings interpolated).")
-@click.option("--device", help="cpu, cuda, cuda:1 (default: the local GPU if any).")
+@device_option
 @click.option("--subset", type=int, help="Use at most N training images (seeded sample).")
 @click.option("--eval-subset", type=int, help="Use at most N evaluation images.")
 @click.option("--k", type=int, help="k-NN neighbours (default 20).")
@@ -94,7 +95,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     """Measure MODEL on a labelled dataset: k-NN, linear probe, attentive probe, fine-tuning.
 
     MODEL is a zoo name (with --random-init or --weights), hf-hub:org/name or a model folder.
-    Runs unchanged under torchrun (e.g. torchrun --nproc_per_node 2 -m mimzoo.cli.main eval ...).
+    Runs unchanged under torchrun (e.g. torchrun --nproc-per-node 2 -m mimzoo.cli.main eval ...).
 
     \b
     Examples:
@@ -108,6 +109,9 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     from ..errors import MimzooError
     from .outputs import check_output
 
+    refuse_conflicts("--random-init means no weights; pass one of them", **{"--random-init": random_init,
+                                                                             "--weights": weights})
+    device = checked_device(device)
     check_output(output)
     check_output(cache_dir, option="--cache-dir", folder=True)
     check_output(opts.get("run_dir"), option="--run-dir", folder=True)

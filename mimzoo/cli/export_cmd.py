@@ -89,10 +89,10 @@ def _common_model_options(f: Any) -> Any:
               help="onnx, trt/tensorrt (a TensorRT engine: needs TensorRT and a GPU) or openvino (IR for CPUs: "
                    "pip install 'mimzoo[openvino]').")
 @click.option("--trt", is_flag=True, help="Alias for --format trt.")
-@click.option("--fp16", "precision", flag_value="fp16", help="Half precision (LayerNorm/softmax stay fp32).")
-@click.option("--int8", "precision", flag_value="int8", help="INT8 (searched until the accuracy gate passes).")
-@click.option("--precision", "precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default="fp32",
-              show_default=True, help="bf16: OpenVINO only (--format openvino).")
+@click.option("--fp16", is_flag=True, help="Same as --precision fp16: half precision (LayerNorm/softmax stay fp32).")
+@click.option("--int8", is_flag=True, help="Same as --precision int8 (searched until the accuracy gate passes).")
+@click.option("--precision", "precision", type=click.Choice(["fp32", "fp16", "bf16", "int8"]), default=None,
+              help="fp32 (default), fp16, int8, or bf16 (OpenVINO only: --format openvino).")
 @click.option("--target", type=click.Choice(["cpu", "cuda"]),
               help="Try every backend and precision this machine runs, keep the fastest that passes its gate "
                    "(replaces --format/--precision).")
@@ -103,13 +103,15 @@ def _common_model_options(f: Any) -> Any:
 @click.option("--tokens", is_flag=True, help="Also output the [N, L, D] tokens.")
 @click.option("-o", "--output", metavar="DIR", help="Folder to write (default <model>-<onnx|trt>-<precision>).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing DIR (once the new export has passed).")
-@click.option("--int8-method", type=click.Choice(["auto", "dynamic", "static"]), default="auto", show_default=True)
+@click.option("--int8-method", type=click.Choice(["auto", "dynamic", "static"]), default="auto", show_default=True,
+              help="INT8 quantization: dynamic, static (QDQ, calibrated on real images) or auto (dynamic plans first).")
 @click.option("--calibration-images", type=int, default=64, show_default=True, help="Images for INT8 calibration.")
 @click.option("--max-batch", type=int, default=64, show_default=True, help="TensorRT profile: largest batch.")
 @click.option("--opt-batch", type=int, default=8, show_default=True, help="TensorRT profile: batch tuned for.")
 @_common_model_options
 @click.pass_context
-def export(ctx: click.Context, model: str, fmt: str, trt: bool, precision: str, target: str | None,
+def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8: bool, precision: str | None,
+           target: str | None,
            threads: int | None, batch: str, img_size: int | None, opset: int, tokens: bool,
            output: str | None, overwrite: bool, int8_method: str, calibration_images: int, max_batch: int,
            opt_batch: int, weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
@@ -129,6 +131,7 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, precision: str, 
     from ..api.export import export as run
     from .outputs import check_output
 
+    precision = _one_precision(ctx, fmt, trt, fp16, int8, precision, random_init, weights)
     check_output(output, folder=True)
     if target:
         return _export_target(ctx, model, target, threads, output, batch, img_size, opset, tokens, overwrite,
@@ -147,6 +150,23 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, precision: str, 
     click.echo(f"wrote {result.path} ({result.meta['format']} {result.meta['precision']}, verified)")
 
 
+def _one_precision(ctx: click.Context, fmt: str, trt: bool, fp16: bool, int8: bool, precision: str | None,
+                   random_init: bool, weights: str | None) -> str:
+    """The one precision asked for: --fp16 --int8 (or --int8 --precision fp16) is an error, not the last one."""
+    from .options import refuse_conflicts
+
+    asked = {"--fp16": "fp16" if fp16 else None, "--int8": "int8" if int8 else None,
+             f"--precision {precision}": precision}
+    if len({v for v in asked.values() if v}) > 1:
+        refuse_conflicts("pass one precision (--fp16, --int8 or --precision NAME)", **asked)
+    typed_format = ctx.get_parameter_source("fmt") is click.core.ParameterSource.COMMANDLINE
+    if trt and typed_format and _FORMATS[fmt] != "tensorrt":
+        refuse_conflicts("--trt means --format trt; pass one of them", **{"--trt": trt, f"--format {fmt}": fmt})
+    refuse_conflicts("--random-init means no weights; pass one of them", **{"--random-init": random_init,
+                                                                             "--weights": weights})
+    return precision or next((v for v in asked.values() if v), "fp32")
+
+
 def _export_target(ctx: click.Context, model: str, target: str, threads: int | None, output: str | None, batch: str,
                    img_size: int | None, opset: int, tokens: bool, overwrite: bool, calibration_images: int,
                    weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
@@ -156,7 +176,7 @@ def _export_target(ctx: click.Context, model: str, target: str, threads: int | N
     from ..api.export import export_target
     from ..exporters.target import COLUMNS, table_rows
 
-    chosen = [f"--{n.replace('_', '-')}" for n in ("fmt", "trt", "precision", "int8_method")
+    chosen = [f"--{n.replace('_', '-')}" for n in ("fmt", "trt", "fp16", "int8", "precision", "int8_method")
               if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)]
     if chosen:
         raise click.UsageError(f"--target picks the format and precision itself; drop {', '.join(chosen)}"

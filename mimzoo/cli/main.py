@@ -100,14 +100,14 @@ def cli(verbose: bool) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-@cli.command("list")
+@cli.command("list", short_help="List the zoo models matching a glob PATTERN.")
 @click.argument("pattern", default="*")
 @click.option("--taxonomy", is_flag=True, help="Group the methods by the survey's classification.")
 @click.option("--all", "include_test", is_flag=True, help="Include the tiny variants that exist for tests.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--markdown", "as_markdown", is_flag=True, help="Print a markdown table (the README's are generated so).")
 def list_cmd(pattern: str, taxonomy: bool, include_test: bool, as_json: bool, as_markdown: bool) -> None:
-    """List the zoo models matching PATTERN (a glob, e.g. 'mae-*')."""
+    """List the zoo models matching PATTERN, a glob such as 'mae-*' (default: all)."""
     from ..api.listing import model_table, taxonomy_table
 
     if taxonomy:

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from .options import checked_device, device_option
 from .table import render
 
 RESULT_COLUMNS = [("folder", "model folder"), ("method", "method"), ("arch", "arch"), ("steps", "steps"),
@@ -51,6 +52,12 @@ def _progress(rec: dict[str, Any]) -> None:
                f"lr {rec['lr']:.2e}  {rec['images_per_s']:.0f} img/s  eta {eta}", err=True)
 
 
+def _report(rec: dict[str, Any]) -> None:
+    from ..pretrain.progress import describe
+
+    click.echo(describe(rec), err=True)
+
+
 @click.command("pretrain")
 @click.argument("method")
 @click.option("--arch", help="Zoo model (mae-vit-b), module:VARIANT, or timm architecture. Default: the recipe's.")
@@ -64,7 +71,7 @@ def _progress(rec: dict[str, Any]) -> None:
 @click.option("--warmup-epochs", type=float, help="Linear warmup length. Default: the recipe's.")
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
               help="bf16: autocast on CPU or GPU; fp16: autocast + gradient scaler, GPU only.")
-@click.option("--device", help="cpu or cuda. Default: a GPU when there is one.")
+@device_option
 @click.option("--img-size", type=int, help="Input size other than the architecture's.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Weights, data order, augmentation, masks.")
 @click.option("--save-every", type=int, default=0, show_default=True, help="Checkpoint every N steps (0: every epoch).")
@@ -85,10 +92,8 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
     """
     import os
 
-    from ..encoders.device import check_device
-
     _check_ranges(options)
-    check_device(options.get("device"))
+    options["device"] = checked_device(options.get("device"))
     from ..pretrain.trainer import TrainConfig, pretrain as run
 
     from .outputs import check_output
@@ -99,7 +104,7 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
     cfg = TrainConfig(method=method, output=out, compile=compile_, overrides=_pairs(sets), **options)
     main = os.environ.get("RANK", "0") == "0"
     t0 = time.perf_counter()
-    result = run(cfg, on_log=_progress if main else None)
+    result = run(cfg, on_log=_progress if main else None, on_progress=_report if main else None)
     if main:
         minutes = round((time.perf_counter() - t0) / 60, 2)
         row = {"folder": str(result.folder), "method": result.recipe.method, "arch": arch or result.recipe.arch,

@@ -116,7 +116,7 @@ def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Pa
         with atomic_dir(path, overwrite=overwrite, kind="model") as tmp:
             write_folder(encoder, tmp)
     except FileExistsError as e:
-        raise ModelFolderError(f"{path} already exists; pass overwrite=True or choose another folder") from e
+        raise ModelFolderError(f"{path} already exists; pass --overwrite (overwrite=True) or choose another folder") from e
     return path
 
 

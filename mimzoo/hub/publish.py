@@ -103,7 +103,7 @@ def repo_folder(output: str | Path | None, *, overwrite: bool = False) -> Iterat
         with atomic_dir(output, overwrite=overwrite, kind="hub-folder") as tmp:
             yield tmp
     except FileExistsError as e:
-        raise PublishError(f"{output} already exists; choose another folder or pass overwrite (--overwrite)") from e
+        raise PublishError(f"{output} already exists; choose another folder or pass --overwrite (overwrite=True)") from e
 
 
 def write_repo(folder: Path, encoder: Any, *, block: dict[str, Any], card: str) -> tuple[RepoFile, ...]:

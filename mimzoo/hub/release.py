@@ -187,7 +187,7 @@ def _preflight(recipe: ReleaseRecipe, *, dry_run: bool, output: Any, overwrite: 
     if dry_run and output is None:
         raise ReleaseError("a dry run writes the Hub-ready repo folder locally: pass output (-o DIR)")
     if output is not None and Path(output).exists() and not overwrite:
-        raise ReleaseError(f"{output} already exists; choose another folder or pass overwrite (--overwrite)")
+        raise ReleaseError(f"{output} already exists; choose another folder or pass --overwrite (overwrite=True)")
     for gate in recipe.gates:
         gate.resolved_data()  # an unset $VAR is an error naming it
     if any(e.format == "tensorrt" for e in recipe.exports):

@@ -298,7 +298,11 @@ def find_recipe(method: str) -> Recipe:
         recipe = BUILTIN.get(method)
     if recipe is None:
         known = sorted({m.name for m in registry.methods() if _has_recipe(m)} | set(_builtin_names()))
-        raise RecipeError(f"method '{method}' has no pretraining recipe; methods with one: {', '.join(known)}")
+        from ..errors import closest_name
+
+        close = closest_name(method, known)
+        hint = f"did you mean '{close}'? " if close else ""
+        raise RecipeError(f"method '{method}' has no pretraining recipe; {hint}methods with one: {', '.join(known)}")
     if not isinstance(recipe, Recipe):
         raise RecipeError(f"method '{method}' declares a recipe of type {type(recipe).__name__}, "
                           "not mimzoo.pretrain.Recipe")
