@@ -186,6 +186,25 @@ def test_failed_export_tolerance_stops_before_publish(hub, tmp_path):
     assert hub.log == [] and "acme/digits" not in hub.repos
 
 
+def test_a_foreign_folder_in_the_workdir_is_refused_not_deleted(hub, tmp_path):
+    """The work dir's export folder of an earlier release is replaced only when mimzoo's export wrote it."""
+    path = recipe(tmp_path, exports="""
+        [[export]]
+        format = "onnx"
+        precision = "fp32"
+
+        [export.tolerances]
+        max_abs = 1e-4
+    """)
+    mine = tmp_path / "work" / "onnx-fp32"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("a user's notes")
+    with pytest.raises(ReleaseError, match=r"onnx-fp32 holds files mimzoo did not write as a export \(notes.txt\); "
+                                           r"release replaces only exports mimzoo wrote: choose another --workdir"):
+        mimzoo.release(path, endpoint=hub.url, workdir=tmp_path / "work")
+    assert (mine / "notes.txt").read_text() == "a user's notes" and hub.log == []
+
+
 def test_dry_run_writes_the_repo_folder_and_uploads_nothing(hub, tmp_path):
     import huggingface_hub as hf
 
@@ -204,7 +223,7 @@ def test_dry_run_writes_the_repo_folder_and_uploads_nothing(hub, tmp_path):
     with torch.no_grad():
         assert torch.equal(mimzoo.load(str(out))(X), reference_outputs())
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # written atomically, no leftovers
-    with pytest.raises(ReleaseError, match="already exists; choose another folder or pass overwrite"):
+    with pytest.raises(ReleaseError, match=r"already exists; choose another folder or pass --overwrite \(overwrite=True\)"):
         mimzoo.release(path, dry_run=True, output=out)  # refused before any work
 
 

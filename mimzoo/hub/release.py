@@ -316,7 +316,8 @@ def _export(ctx: _Context, i: int, out: Path) -> StageResult:
     from ..exporters.spec import VerificationError
 
     target = ctx.recipe.exports[i]
-    if out.exists():  # an earlier release's export: never left beside this one
+    if out.exists() or out.is_symlink():  # an earlier release's export: never left beside this one
+        _check_own_export(out)
         ctx.say(f"removing {out} from an earlier release")
         shutil.rmtree(out)
     try:
@@ -326,6 +327,18 @@ def _export(ctx: _Context, i: int, out: Path) -> StageResult:
         return _tolerance_row("export", out.name, e.report, target, note=f"nothing was written to {out}")
     ctx.exports[i] = result.path
     return _tolerance_row("export", out.name, result.verification, target, artifacts=(str(result.path),))
+
+
+def _check_own_export(out: Path) -> None:
+    """Refuse to delete a folder in the work dir that mimzoo's export did not write (no marker, or foreign files)."""
+    from .._outputs import ForeignOutputError, check_replaceable
+
+    try:
+        check_replaceable(out, "export")
+    except ForeignOutputError as e:
+        what = str(e).split(";")[0]
+        raise ReleaseError(f"{what}; release replaces only exports mimzoo wrote: choose another --workdir, or move "
+                           f"{out} away yourself") from e
 
 
 def _verify(ctx: _Context, i: int) -> StageResult:
