@@ -11,6 +11,46 @@ from ..errors import MimzooError, PluginError
 from ..registry.contract import Method, Preprocess, Variant
 
 
+# timm.create_model keyword arguments that load files, reach the network or change what is built beyond the
+# architecture: a model folder's config.json (possibly from a stranger's Hub repo) must not set them
+_NOT_ARCHITECTURE = frozenset({
+    "pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path", "cache_dir",
+    "features_only", "feature_cfg", "feature_cls", "out_indices", "scriptable", "exportable", "no_jit", "weights_only",
+    "num_classes", "global_pool",
+})
+
+
+def check_model_args(model_args: Any, where: str) -> dict[str, Any]:
+    """`model_args` from a config.json, refused in one line unless every key is an architecture keyword
+    (depth, embed_dim, patch_size, ...) with a plain JSON value: no checkpoint paths, pretrained configs,
+    cache folders or downloads (``pretrained=True``) chosen by the file.
+
+    >>> check_model_args({"depth": 6, "checkpoint_path": "/etc/passwd"}, "acme/x config.json")
+    Traceback (most recent call last):
+    mimzoo.errors.MimzooError: acme/x config.json: model_args 'checkpoint_path' is not an architecture argument (a model folder may not choose files, downloads or pretrained configs); remove it from model_args
+    """
+    if model_args is None:
+        return {}
+    if not isinstance(model_args, Mapping):
+        raise MimzooError(f"{where}: model_args must be an object of architecture arguments, not "
+                          f"{type(model_args).__name__}; fix model_args")
+    for key, value in model_args.items():
+        bad_key = not isinstance(key, str) or not key.isidentifier() or key.startswith("_")
+        if bad_key or key in _NOT_ARCHITECTURE or key.startswith("pretrained"):
+            raise MimzooError(f"{where}: model_args {key!r} is not an architecture argument (a model folder may not "
+                              "choose files, downloads or pretrained configs); remove it from model_args")
+        if not _plain(value):
+            raise MimzooError(f"{where}: model_args {key!r} has a value of type {type(value).__name__}; architecture "
+                              "arguments are numbers, strings, booleans, null or lists of them: fix model_args")
+    return dict(model_args)
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    return depth < 2 and isinstance(value, (list, tuple)) and all(_plain(v, depth + 1) for v in value)
+
+
 def build_timm(
     arch: str,
     *,

@@ -45,7 +45,12 @@ def parse_config(raw: dict[str, Any], where: str) -> FolderConfig:
     if not isinstance(raw, dict) or "architecture" not in raw:
         raise ModelFolderError(f"{where} has no 'architecture'; it is not a timm or mimzoo model folder")
     pcfg = raw.get("pretrained_cfg", raw)
-    model_args = {k: v for k, v in (raw.get("model_args") or {}).items() if k not in ("num_classes", "global_pool")}
+    from ..encoders.build import check_model_args
+
+    given = raw.get("model_args") or {}
+    if isinstance(given, dict):  # timm writes these two beside the architecture arguments; mimzoo sets them itself
+        given = {k: v for k, v in given.items() if k not in ("num_classes", "global_pool")}
+    model_args = check_model_args(given, where)
     pooling = raw.get("global_pool") or (raw.get("model_args") or {}).get("global_pool") or "token"
     mimzoo = raw.get("mimzoo") or {}
     pooling = mimzoo.get("pooling", pooling)
