@@ -63,7 +63,7 @@ def bug_message(e: BaseException, verbose: bool = False) -> str:
 def report(e: BaseException, verbose: bool) -> int:
     """Print the failure as `error: ...` on stderr (after the traceback with -v); return the exit code."""
     if isinstance(e, KeyboardInterrupt):
-        click.echo("\ninterrupted", err=True)
+        click.echo(f"\ninterrupted: {e}" if str(e) else "\ninterrupted", err=True)  # e.g. what a run kept
         return INTERRUPTED
     if verbose and not isinstance(e, MimzooError):
         traceback.print_exception(e)

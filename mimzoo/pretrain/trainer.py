@@ -30,6 +30,7 @@ from . import checkpoint as ckpt
 from . import distributed as D
 from .data import PretrainDataset, StepPlan, make_loader, open_source, Augmenter
 from .output import LOG_NAME, check_output_folder, open_output_folder
+from .progress import Interrupted, Progress, interrupted_message
 from .recipe import Recipe, find_recipe, with_overrides
 
 log = logging.getLogger(__name__)
@@ -85,12 +86,18 @@ class PretrainResult:
 
 
 def pretrain(config: TrainConfig | None = None, on_log: Callable[[dict[str, Any]], None] | None = None,
-             **kwargs: Any) -> PretrainResult:
+             on_progress: Callable[[dict[str, Any]], None] | None = None, **kwargs: Any) -> PretrainResult:
     """Pretrain an encoder with a method's recipe and write a mimzoo model folder.
 
     Args:
         config: the run; or pass its fields as keyword arguments.
         on_log: called on the main process with every logged record (step, epoch, loss, lr, images/s, eta).
+        on_progress: called on the main process with the run's plan before the first step, a time
+            estimate after steps 1 and 2, and a report at least every ~10 s (see
+            :mod:`mimzoo.pretrain.progress`; ``describe(rec)`` words one).
+
+    Raises:
+        Interrupted: on Ctrl-C, a ``KeyboardInterrupt`` naming the checkpoint and log that were kept.
 
     Returns:
         A :class:`PretrainResult`; ``mimzoo.load(result.folder)`` loads the encoder.
@@ -110,7 +117,7 @@ def pretrain(config: TrainConfig | None = None, on_log: Callable[[dict[str, Any]
         with output_lock(cfg.output) if info.main else contextlib.nullcontext():
             if info.main:
                 check_output_folder(Path(cfg.output))
-            return _Run(cfg, info, on_log).run()
+            return _Run(cfg, info, on_log, on_progress).run()
     finally:
         D.shutdown()
 
@@ -118,12 +125,15 @@ def pretrain(config: TrainConfig | None = None, on_log: Callable[[dict[str, Any]
 class _Run:
     """State of one run; each method is one stage of the loop."""
 
-    def __init__(self, cfg: TrainConfig, info: D.DistInfo, on_log: Callable[[dict[str, Any]], None] | None):
+    def __init__(self, cfg: TrainConfig, info: D.DistInfo, on_log: Callable[[dict[str, Any]], None] | None,
+                 on_progress: Callable[[dict[str, Any]], None] | None = None):
         from .arch import build_encoder
         from .models import build_objective
         from .models.attention import choose_attention
 
         self.cfg, self.info, self.on_log = cfg, info, on_log
+        self.progress = Progress(on_progress if info.main else None)
+        self.saved_step: int | None = None  # step of the checkpoint on disk (for the Ctrl-C message)
         if cfg.precision == "fp16" and info.device.type not in FP16_DEVICES:
             raise MimzooError("--precision fp16 needs a GPU (it trains with a gradient scaler); use bf16 on the CPU")
         self.recipe = with_overrides(find_recipe(cfg.method), dict(cfg.overrides))
@@ -189,27 +199,53 @@ class _Run:
             raise MimzooError(f"{self.folder} already holds a pretraining run; pass --resume to continue it, "
                               "or another -o folder")
         start = self._restore() if self.cfg.resume else 0
+        self.saved_step = start or None
         if start >= self.stop and (self.folder / "config.json").is_file():
             return self._already_finished(start)
         if self.info.main:
             open_output_folder(self.folder, fresh=not self.cfg.resume)
         D.barrier(self.info)
+        self.progress.plan(self._plan(start))
+        self.current = start + 1
+        try:
+            self._loop(start)
+            return self._finish(self.stop)
+        except KeyboardInterrupt:  # Ctrl-C: stop now (no checkpoint: that could take long), say what is kept
+            msg = interrupted_message(self.folder, min(self.current, self.stop), self.stop, self.saved_step, LOG_NAME)
+            raise Interrupted(msg) from None
+        finally:
+            self.progress.close()
+
+    def _loop(self, start: int) -> None:
         plan = StepPlan(len(self.dataset), self.batch, self.info.world, self.info.rank, self.cfg.accum_steps,
                         self.cfg.seed, start, self.stop)
         batches = iter(make_loader(self.dataset, plan, self.cfg.workers))
         window, t0 = [], time.perf_counter()
         for step in range(start, self.stop):
-            window.append(self._step(step, [next(batches) for _ in range(self.cfg.accum_steps)]))
+            self.current = step + 1
+            loss = self._step(step, [next(batches) for _ in range(self.cfg.accum_steps)])
+            window.append(loss)
             if self.cfg.step_delay:
                 time.sleep(self.cfg.step_delay)
             done = step + 1
-            if done % self.cfg.log_every == 0 or done == self.stop:
+            logged = done % self.cfg.log_every == 0 or done == self.stop
+            if logged:
                 self._log(done, window, (done - start) * self.batch / (time.perf_counter() - t0))
                 window = []
+            self.progress.step_done(done, loss, logged)
             if self._checkpoint_due(done):
                 self._save_checkpoint(done)
         self.seconds = time.perf_counter() - t0
-        return self._finish(self.stop)
+
+    def _plan(self, start: int) -> dict[str, Any]:
+        """What the run will do, reported before its first step."""
+        params = sum(p.numel() for p in self.objective.encoder.parameters()) / 1e6
+        return {"method": self.recipe.method, "model": self.arch, "params_m": params, "start": start,
+                "total": self.stop, "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
+                "batch": self.batch, "micro_batch": self.micro, "accum_steps": self.cfg.accum_steps,
+                "processes": self.info.world, "device": str(self.info.device), "precision": self.cfg.precision,
+                "threads": torch.get_num_threads(), "data": self.cfg.data, "images": len(self.dataset),
+                "output": str(self.folder), "checkpoint_every": self.cfg.save_every or self.steps_per_epoch}
 
     def _step(self, step: int, images: list[torch.Tensor]) -> float:
         masks = self.objective.masking(self.batch, torch.Generator().manual_seed(_mask_seed(self.cfg.seed, step)))
@@ -285,6 +321,7 @@ class _Run:
                 "step": step, "model": model_sd, "optimizer": optim_sd, "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else {}, "rng": rngs,
                 "config": json.dumps(self._run_config())})
+        self.saved_step = step
         D.barrier(self.info)
         return model_sd
 
