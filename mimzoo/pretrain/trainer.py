@@ -73,6 +73,14 @@ class TrainConfig:
     overrides: tuple[tuple[str, str], ...] = ()  # recipe overrides ("masking.ratio", "0.6")
     step_delay: float = 0.0  # seconds to sleep after each step (lets tests kill a run mid-way)
 
+    def __post_init__(self) -> None:  # 0 or a negative count must not run (0 would mean "the default")
+        for name, low in (("batch_size", 1), ("epochs", 1), ("accum_steps", 1), ("max_steps", 1), ("log_every", 1),
+                          ("img_size", 1), ("threads", 1), ("save_every", 0), ("workers", 0)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+                raise MimzooError(f"TrainConfig {name}={value!r} must be a whole number >= {low}; pass {name}={max(low, 1)} "
+                                  "or more, or leave it out for the default")
+
 
 @dataclass(frozen=True)
 class PretrainResult:
