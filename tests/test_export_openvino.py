@@ -216,5 +216,29 @@ def test_target_cuda_without_a_gpu_names_doctor(tmp_path):
     assert "run `mimzoo doctor`" in line and list(tmp_path.iterdir()) == []
 
 
+def test_publish_ships_an_openvino_folder(tmp_path):
+    """`publish --with-export` (dry run): the IR under openvino/<precision>/, re-checked against the weights."""
+    from hub_standin import make_model_folder
+
+    folder, encoder = make_model_folder(tmp_path, "enc", seed=0)
+    export = tmp_path / "ov"
+    mimzoo.export(str(folder), export, format="openvino", precision="bf16", images=16)
+    other, _ = make_model_folder(tmp_path, "other", seed=1)
+    out = tmp_path / "repo"
+    r = run_cli("publish", str(folder), "--repo", "acme/tiny-mae", "--with-export", str(export), "--dry-run", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (out / "openvino" / "bf16").iterdir()) == ["export.json", "model.bin", "model.xml"]
+    card = (out / "README.md").read_text()
+    assert "openvino/bf16/model.xml" in card and "With OpenVINO (`openvino/bf16`, bf16" in card
+    from mimzoo.exporters.runtime import load_export
+
+    got = load_export(out / "openvino" / "bf16").run(np.zeros((1, 3, 32, 32), np.float32))["embedding"]
+    assert got.shape == (1, encoder.num_features)
+    r = run_cli("publish", str(other), "--repo", "acme/tiny-mae", "--with-export", str(export), "--dry-run",
+                "-o", str(tmp_path / "repo2"))
+    assert r.returncode == 1 and "does not match the model being published" in r.stderr
+    assert not (tmp_path / "repo2").exists()
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

@@ -71,7 +71,8 @@ def publish(
         repo: the Hub repo id, ``org/name``; created if missing.
         revision: the branch to commit to; created from ``main`` if missing.
         private: create the repo private (an existing public repo is refused).
-        with_onnx: export folders (``mimzoo export``) to ship under ``onnx/<precision>/``; each must
+        with_onnx: export folders (``mimzoo export``) to ship under ``onnx/<precision>/`` (OpenVINO ones under
+            ``openvino/<precision>/``); each must
             have passed its verification and is re-checked against these weights.
         eval_results: a ``mimzoo eval -o`` JSON file; this model's records go into the card.
         license: license id for weights whose license is unknown (never overrides a known one).
@@ -128,8 +129,8 @@ def _write(folder: Path, encoder: Any, repo_id: str, license_id: str, records: l
     """Stage the exports, re-check each against the encoder as staged, then write model, config and card."""
     staged, rechecks = [], []
     for export in exports:
-        say(f"checking the ONNX model of {export.path} against these weights")
-        staged.append(stage_export(export, folder / "onnx" / export.precision))
+        say(f"checking the {'OpenVINO' if export.format == 'openvino' else 'ONNX'} model of {export.path} against these weights")
+        staged.append(stage_export(export, folder / export.subdir))
         rechecks.append(check_against(staged[-1], encoder))
     card_info, block = _describe_repo(encoder, repo_id, license_id, records, staged, rechecks)
     return write_repo(folder, encoder, block=block, card=build_card(card_info))
@@ -181,9 +182,10 @@ def _as_list(value: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
 def _check_exports_unique(exports: list[ExportFolder]) -> None:
     seen: dict[str, Path] = {}
     for e in exports:
-        if e.precision in seen:
-            raise ExportFolderError(f"{seen[e.precision]} and {e.path} are both {e.precision} exports; pass one per precision")
-        seen[e.precision] = e.path
+        if e.subdir in seen:
+            raise ExportFolderError(f"{seen[e.subdir]} and {e.path} are both {e.format} {e.precision} exports; "
+                                    "pass one per format and precision")
+        seen[e.subdir] = e.path
 
 
 def _check_encoder(encoder: Any) -> None:
@@ -319,9 +321,9 @@ def _export_entry(export: ExportFolder, recheck: float) -> dict[str, Any]:
     keep = ("passed", "max_abs", "max_rel", "cosine_min", "knn_top1_agreement", "batches", "tolerances")
     check = {k: v for k, v in export.verification.items() if k in keep or k == "data"}
     meta = export.meta
-    return {"path": f"onnx/{export.precision}/model.onnx", "format": "onnx", "precision": export.precision,
+    return {"path": f"{export.subdir}/{export.files[0]}", "format": export.format, "precision": export.precision,
             "opset": meta.get("opset"), "batch": meta.get("batch"),
-            "files": [f"onnx/{export.precision}/{f}" for f in (*export.files, "export.json")],
+            "files": [f"{export.subdir}/{f}" for f in (*export.files, "export.json")],
             "verification": check, "recheck_cosine": round(recheck, 6)}
 
 

@@ -30,6 +30,8 @@ def _size(n: int) -> str:
 @click.option("--private", is_flag=True, help="Create the repo private.")
 @click.option("--with-onnx", "with_onnx", multiple=True, metavar="DIR",
               help="Export folder (`mimzoo export`) to ship under onnx/<precision>/; repeatable.")
+@click.option("--with-export", "with_export", multiple=True, metavar="DIR",
+              help="Export folder, ONNX or OpenVINO (under openvino/<precision>/); repeatable.")
 @click.option("--eval-results", metavar="FILE", help="`mimzoo eval -o` JSON file; its results go into the card.")
 @click.option("--license", "license_id", metavar="ID", help="License id for weights whose license is unknown.")
 @click.option("--weights", metavar="PATH|TAG", help="Checkpoint file or weight-source tag (zoo-name sources).")
@@ -39,7 +41,8 @@ def _size(n: int) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing -o folder.")
 @click.option("-m", "--message", metavar="TEXT", help="Commit message.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tuple[str, ...], eval_results: str | None,
+def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tuple[str, ...],
+            with_export: tuple[str, ...], eval_results: str | None,
             license_id: str | None, weights: str | None, endpoint: str | None, dry_run: bool, output: str | None,
             overwrite: bool, message: str | None, as_json: bool) -> None:
     """Publish SOURCE (a zoo name, a model folder or an export folder) to the Hub repo --repo.
@@ -51,7 +54,7 @@ def publish(source: str, repo: str, revision: str, private: bool, with_onnx: tup
 
     check_output(output, folder=True)
     result = run(
-        source, repo, revision=revision, private=private, with_onnx=with_onnx, eval_results=eval_results,
+        source, repo, revision=revision, private=private, with_onnx=with_onnx + with_export, eval_results=eval_results,
         license=license_id, weights=weights, endpoint=endpoint, dry_run=dry_run, output=output,
         overwrite=overwrite, commit_message=message, progress=lambda line: click.echo(line, err=True),
     )

@@ -93,8 +93,8 @@ def _tags(info: CardInfo) -> list[str]:
     tags = ["mimzoo", "timm", "image-feature-extraction", "masked-image-modeling"]
     if info.method is not None:
         tags += [info.method.name, f"{info.method.family}-based", info.method.taxonomy.architecture.lower()]
-    if info.exports:
-        tags.append("onnx")
+    formats = {e.get("format", "onnx") for e in info.exports}
+    tags += [f for f in ("onnx", "openvino") if f in formats]
     if is_noncommercial(info.license):
         tags.append("non-commercial")
     return list(dict.fromkeys(tags + list(info.extra_tags)))
@@ -195,7 +195,8 @@ def _exports(info: CardInfo) -> str | None:
         v = e.get("verification", {})
         lines.append(f"| `{e['path']}` | {e['precision']} | {e.get('opset', '-')} | {e.get('batch', '-')} | "
                      f"{v.get('max_abs', '-')} | {v.get('cosine_min', '-')} | {e.get('recheck_cosine', 0):.6f} |")
-    return ("\n## ONNX\n\nEach export passed `mimzoo verify` against PyTorch (`export.json` beside it holds the full "
+    heading = "ONNX" if all(e.get("format", "onnx") == "onnx" for e in info.exports) else "Exports (ONNX, OpenVINO)"
+    return (f"\n## {heading}\n\nEach export passed `mimzoo verify` against PyTorch (`export.json` beside it holds the full "
             "report) and was run again against these weights when published.\n\n" + "\n".join(lines) + "\n")
 
 
@@ -228,8 +229,9 @@ transform = timm.data.create_transform(**timm.data.resolve_data_config({{}}, mod
 embedding = model(transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0))  # [1, {info.num_features}]
 ```
 """
-    if info.exports:
-        e = info.exports[0]
+    onnx_exports = [e for e in info.exports if e.get("format", "onnx") == "onnx"]
+    if onnx_exports:
+        e = onnx_exports[0]
         folder = e["path"].rsplit("/", 1)[0]
         text += f"""
 With onnxruntime (`{e['path']}`, {e['precision']}):
@@ -244,6 +246,21 @@ session = ort.InferenceSession(f"{{folder}}/{e['path']}")
 (embedding,) = session.run(["embedding"], {{"pixel_values": pixel_values}})
 ```
 """
+    for e in (e for e in info.exports if e.get("format") == "openvino"):
+        folder = e["path"].rsplit("/", 1)[0]
+        text += f"""
+With OpenVINO (`{folder}`, {e['precision']}; `pip install openvino`; mimzoo's torch-free runtime applies the
+inference precision recorded in its `export.json`):
+
+```python
+from huggingface_hub import snapshot_download
+from mimzoo.exporters.runtime import load_export
+
+folder = snapshot_download("{repo}", allow_patterns=["{folder}/*"])
+embedding = load_export(f"{{folder}}/{folder}").embed([Image.open("image.jpg")])  # [1, {info.num_features}]
+```
+"""
+        break
     return text
 
 

@@ -27,9 +27,11 @@ log = logging.getLogger(__name__)
 EXPORT_JSON = "export.json"
 ONNX_NAME = "model.onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
+OPENVINO_PRECISIONS = ("fp32", "bf16", "int8")  # OpenVINO IR folders (model.xml + model.bin), shipped as openvino/<precision>/
+OPENVINO_FILES = ("model.xml", "model.bin")
 # cosine between ONNX and PyTorch embeddings required at publish time, whatever export.json says
 # (a folder's own limits could be loosened); weights of another model score far below these
-DEFAULT_COSINE = {"fp32": 0.9999, "fp16": 0.999, "int8": 0.99}
+DEFAULT_COSINE = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.999, "int8": 0.99}
 
 
 class ExportFolderError(MimzooError):
@@ -47,6 +49,15 @@ class ExportFolder:
     @property
     def precision(self) -> str:
         return str(self.meta["precision"])
+
+    @property
+    def format(self) -> str:
+        return str(self.meta.get("format") or "onnx")
+
+    @property
+    def subdir(self) -> str:
+        """Where it ships in the repo: ``onnx/<precision>`` or ``openvino/<precision>``."""
+        return f"{self.format}/{self.precision}"
 
     @property
     def verification(self) -> dict[str, Any]:
@@ -73,13 +84,14 @@ def read_export(path: str | Path) -> ExportFolder:
     folder = Path(path)
     meta = _read_meta(folder)
     fmt = meta.get("format")
-    if fmt != "onnx":
+    if fmt not in ("onnx", "openvino"):
         raise ExportFolderError(
-            f"{folder} is a {fmt} export; only ONNX exports are published (TensorRT engines are built for one "
-            "GPU and TensorRT version: build them where they run)"
+            f"{folder} is a {fmt} export; only ONNX and OpenVINO exports are published (TensorRT engines are built "
+            "for one GPU and TensorRT version: build them where they run)"
         )
-    if meta.get("precision") not in PRECISIONS:
-        raise ExportFolderError(f"{folder}/{EXPORT_JSON} has precision {meta.get('precision')!r}, not one of {PRECISIONS}")
+    allowed = OPENVINO_PRECISIONS if fmt == "openvino" else PRECISIONS
+    if meta.get("precision") not in allowed:
+        raise ExportFolderError(f"{folder}/{EXPORT_JSON} has precision {meta.get('precision')!r}, not one of {allowed}")
     check = meta.get("verification") or {}
     if check.get("passed") is not True:
         figures = ", ".join(f"{k}={check.get(k)}" for k in ("max_abs", "max_rel", "cosine_min") if k in check)
@@ -87,7 +99,7 @@ def read_export(path: str | Path) -> ExportFolder:
             f"the export in {folder} did not pass its verification ({figures or 'no report'}); nothing is published: "
             "fix the export and re-run `mimzoo export` until `mimzoo verify` passes"
         )
-    files = (ONNX_NAME, *_external_files(folder))
+    files = OPENVINO_FILES if fmt == "openvino" else (ONNX_NAME, *_external_files(folder))
     _check_unchanged(folder, meta)
     return ExportFolder(folder, meta, files)
 
@@ -97,6 +109,11 @@ def _check_unchanged(folder: Path, meta: dict[str, Any]) -> None:
     from ..exporters.metadata import CorruptExportError, check_artifact
 
     try:
+        if meta.get("format") == "openvino":
+            from ..exporters.openvino import check_folder
+
+            check_folder(folder, meta)
+            return
         check_artifact(folder, meta)
     except CorruptExportError as e:
         raise ExportFolderError(f"{e}; nothing is published") from e
@@ -104,8 +121,9 @@ def _check_unchanged(folder: Path, meta: dict[str, Any]) -> None:
 
 def _read_meta(folder: Path) -> dict[str, Any]:
     meta_file = folder / EXPORT_JSON
-    if not meta_file.is_file() or not (folder / ONNX_NAME).is_file():
-        raise ExportFolderError(f"{folder} is not an export folder (needs {ONNX_NAME} and {EXPORT_JSON}); run `mimzoo export`")
+    if not meta_file.is_file() or not ((folder / ONNX_NAME).is_file() or (folder / OPENVINO_FILES[0]).is_file()):
+        raise ExportFolderError(f"{folder} is not an export folder (needs {ONNX_NAME} or {OPENVINO_FILES[0]}, and "
+                                f"{EXPORT_JSON}); run `mimzoo export`")
     try:
         meta = json.loads(meta_file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -156,13 +174,15 @@ def stage_export(export: ExportFolder, dest: Path) -> ExportFolder:
     The graph and weights are copied byte for byte; export.json and the same report in the ONNX
     model's metadata_props are rewritten with local paths reduced to names (public_export_meta).
     """
-    onnx = require("onnx")
     dest.mkdir(parents=True)
     for name in export.files:
         shutil.copyfile(export.path / name, dest / name)
     meta = public_export_meta(export.meta)
     with atomic_file(dest / EXPORT_JSON) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    if export.format == "openvino":  # the IR carries only the preprocessing: nothing local to rewrite
+        return replace(export, path=dest, meta=meta)
+    onnx = require("onnx")
     model = onnx.load(str(dest / ONNX_NAME), load_external_data=False)
     for prop in model.metadata_props:
         report = _json_or_none(prop.value)
@@ -197,12 +217,17 @@ def check_against(export: ExportFolder, encoder: Any, *, batch: int = 2, seed: i
                                 "export this model again")
     n = int(shape[0]) if isinstance(shape[0], int) else batch
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
-    session = ort.InferenceSession(str(export.path / ONNX_NAME), providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0]
-    dtype = np.float16 if "float16" in feed.type else np.float32
-    names = [o.name for o in session.get_outputs()]
-    got = session.run([names[names.index("embedding")] if "embedding" in names else names[0]],
-                      {feed.name: x.astype(dtype)})[0].astype(np.float64)
+    if export.format == "openvino":  # as a deployer runs it: the runtime, with the precision export.json records
+        from ..exporters.runtime import ExportedOpenVinoModel
+
+        got = ExportedOpenVinoModel(export.path).run(x)["embedding"].astype(np.float64)
+    else:
+        session = ort.InferenceSession(str(export.path / ONNX_NAME), providers=["CPUExecutionProvider"])
+        feed = session.get_inputs()[0]
+        dtype = np.float16 if "float16" in feed.type else np.float32
+        names = [o.name for o in session.get_outputs()]
+        got = session.run([names[names.index("embedding")] if "embedding" in names else names[0]],
+                          {feed.name: x.astype(dtype)})[0].astype(np.float64)
     p = next(encoder.parameters())
     with torch.inference_mode():
         ref = encoder(torch.from_numpy(x).to(device=p.device, dtype=p.dtype)).double().cpu().numpy()
