@@ -172,6 +172,10 @@ def _try(c: Candidate, src: Any, work: Path, spec: ExportSpec, export_one: Calla
                        reason="; ".join(e.report.get("failures") or [str(e)]))
     except ExportError as e:
         return replace(c, status="error", reason=str(e).splitlines()[0][:200])
+    except Exception as e:  # a runtime failing on this model drops that candidate, not the others (as in bench)
+        log.debug("candidate %s failed", c.backend, exc_info=True)
+        text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        return replace(c, status="error", reason=f"{type(e).__name__}: {text}" if text else type(e).__name__)
     return replace(c, cosine_min=res.meta["verification"]["cosine_min"])
 
 
