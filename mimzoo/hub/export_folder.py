@@ -86,8 +86,8 @@ def read_export(path: str | Path) -> ExportFolder:
     fmt = meta.get("format")
     if fmt not in ("onnx", "openvino"):
         raise ExportFolderError(
-            f"{folder} is a {fmt} export; only ONNX and OpenVINO exports are published (TensorRT engines are built "
-            "for one GPU and TensorRT version: build them where they run)"
+            f"{folder} is a {fmt} export; only ONNX exports are published, and OpenVINO IR folders (TensorRT "
+            "engines are built for one GPU and TensorRT version: build them where they run)"
         )
     allowed = OPENVINO_PRECISIONS if fmt == "openvino" else PRECISIONS
     if meta.get("precision") not in allowed:
