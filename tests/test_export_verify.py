@@ -250,8 +250,12 @@ def test_a_folder_without_the_verified_marker_is_refused(tmp_path, good, model_f
 
     from mimzoo._outputs import MARKER
 
+    from mimzoo._outputs import write_marker
+
     folder = shutil.copytree(good, tmp_path / "unmarked")
-    (folder / MARKER).unlink()  # what an export made before the marker, or a copied half, looks like
-    expect_error(run("verify", str(folder)), says=("not a complete, verified mimzoo export",), fix=("export it again",))
+    (folder / MARKER).unlink()  # what an export made before the marker looks like (or one downloaded from the Hub)
     expect_error(_publish_dry_run(model_folder, folder, tmp_path / "repo"), says=("not a complete, verified",))
-    assert not (tmp_path / "repo").exists()
+    assert not (tmp_path / "repo").exists()  # publish requires the marker; verify re-measures an unmarked folder
+    # whose digest matches (tests/test_verify_published_export.py), but never one whose marker says unverified
+    write_marker(folder, "export", verified=False)
+    expect_error(run("verify", str(folder)), says=("not a complete, verified mimzoo export",), fix=("export it again",))

@@ -68,9 +68,24 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_artifact(folder: Path, meta: dict[str, Any]) -> None:
+def check_artifact(folder: Path, meta: dict[str, Any], *, marker_required: bool = True) -> None:
     """Refuse an export whose model.onnx (or its weights) changed after it was verified, or that lacks the
-    marker of a complete, verified export (an interrupted run, or one made before mimzoo recorded it)."""
+    marker of a complete, verified export (an interrupted run, or one made before mimzoo recorded it).
+
+    With ``marker_required=False`` (verify, which re-measures everything against PyTorch) a folder with no
+    marker at all, such as an export downloaded from a published Hub repo, passes when its files match the
+    ``artifact_sha256`` export.json records: the digest proves the files are complete, the re-measuring
+    proves them right. A marker that is there but does not claim a verified export is refused either way.
+    """
+    if not marker_required and read_marker(folder) is None:
+        recorded = meta.get("artifact_sha256")
+        if not recorded:
+            raise CorruptExportError(f"{folder} has neither mimzoo's {MARKER} nor an artifact_sha256 in {EXPORT_JSON}, "
+                                     "so nothing shows its files are complete; export again")
+        if artifact_sha256(folder / ONNX_NAME) != recorded:
+            raise CorruptExportError(f"{folder}/{ONNX_NAME} (or its weights) does not match the artifact_sha256 in "
+                                     f"{EXPORT_JSON}: incomplete or changed; download or export it again")
+        return
     marker = read_marker(folder) or {}
     if marker.get("kind") != "export" or marker.get("verified") is not True:
         raise CorruptExportError(f"{folder} is not a complete, verified mimzoo export (no {MARKER} saying so: an "
@@ -162,8 +177,9 @@ class ExportFolderInfo:
         return str(self.meta["format"])
 
 
-def read_export_folder(folder: str | Path) -> ExportFolderInfo:
-    """Read an export folder and check it is whole and consistent; raise CorruptExportError if not.
+def read_export_folder(folder: str | Path, *, marker_required: bool = True) -> ExportFolderInfo:
+    """Read an export folder and check it is whole and consistent; raise CorruptExportError if not
+    (``marker_required``: see :func:`check_artifact`).
 
     Checks: export.json is a mimzoo report; model.onnx parses and passes the ONNX checker; its external
     weight files exist; its metadata equals export.json; its input/output names match the report.
@@ -188,7 +204,7 @@ def read_export_folder(folder: str | Path) -> ExportFolderInfo:
     except Exception as e:
         raise CorruptExportError(f"{path} fails the ONNX checker ({str(e).splitlines()[0][:200]}); export again") from e
     _check_consistent(model, meta, path)
-    check_artifact(folder, meta)
+    check_artifact(folder, meta, marker_required=marker_required)
     return ExportFolderInfo(folder, meta, external)
 
 

@@ -5,8 +5,10 @@ it takes the target's name only after verification passed, with mimzoo's marker
 (``.mimzoo-output.json``: kind "export", verified, the ONNX digest) written last. A failed
 verification, an error, an interrupt or a SIGKILL leaves nothing under the target name: no artifact
 that looks valid. The output is locked while it is written (a second export to it fails at once);
-the next export to it removes what a killed one left. `verify` accepts only folders with the marker
-and an unchanged ONNX, and gates them with mimzoo's own tolerances, never the folder's.
+the next export to it removes what a killed one left. `verify` accepts folders with the marker and an
+unchanged ONNX, and unmarked ones (an export downloaded from a published Hub repo) whose files match the
+artifact_sha256 of their export.json; it gates them all with mimzoo's own tolerances, never the folder's.
+`publish` still requires the marker.
 """
 
 from __future__ import annotations
@@ -247,7 +249,7 @@ def rebuild_encoder(meta: dict[str, Any]) -> Any:
 def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, float] | None = None,
                   data: VerifyData = VerifyData(), say: Say = log.info) -> dict[str, Any]:
     """Verify an existing export folder against PyTorch; return the report (``passed`` says the verdict)."""
-    info = read_export_folder(folder)
+    info = read_export_folder(folder, marker_required=False)  # re-measured below: the digest shows it complete
     meta = info.meta
     spec = ExportSpec(format=meta["format"], precision=meta["precision"], batch=meta["batch"],
                       opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"])

@@ -257,14 +257,22 @@ def test_resume_without_a_checkpoint_names_the_fix(tmp_path):
 
 # -- verify and publish accept only complete, verified exports -------------------------------------
 
-def test_verify_refuses_an_export_without_its_marker(tmp_path, good_export):
+def test_verify_refuses_an_export_without_its_marker_whose_files_changed(tmp_path, good_export):
+    """Without the marker, verify accepts only files that match export.json's artifact_sha256 (a published
+    Hub export carries no marker); a changed weight is refused before anything runs."""
     import shutil
+
+    import onnx
 
     folder = shutil.copytree(good_export, tmp_path / "e")
     (folder / ".mimzoo-output.json").unlink()
+    weights = max(onnx.load(str(folder / "model.onnx")).graph.initializer, key=lambda t: len(t.raw_data)).raw_data
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[data.index(weights[:64]) + 10] ^= 0x01  # one bit of one weight
+    (folder / "model.onnx").write_bytes(bytes(data))
     before = snapshot(tmp_path)
-    expect_error(run("verify", "e", cwd=tmp_path), says=("not a complete, verified mimzoo export",),
-                 fix=("export it again",))
+    expect_error(run("verify", "e", cwd=tmp_path), says=("does not match the artifact_sha256 in export.json",),
+                 fix=("download or export it again",))
     assert snapshot(tmp_path) == before
 
 
