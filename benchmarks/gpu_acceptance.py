@@ -273,7 +273,7 @@ class Acceptance:
 
     def _bench(self, backends: str, *extra: str) -> list[dict[str, Any]]:
         out = self.cli("bench", self.args.model, "--random-init", "--device", "cuda", "--backends", backends,
-                       "--batch", ",".join(map(str, BATCHES)), "--no-memory", "--json",
+                       "--batch-sizes", ",".join(map(str, BATCHES)), "--no-memory", "--json",
                        "--workdir", str(self.work / "bench"), *extra, timeout=300)
         rows = _dicts_with(json.loads(out), "backend")
         target = backends.split(",")[-1]  # the backend this step is about; the others are its baselines

@@ -41,7 +41,7 @@ def test_bench_runs_backends_side_by_side(exports):
 def test_cli_writes_table_markdown_and_chart(tmp_path, exports):
     md, png = tmp_path / "bench.md", tmp_path / "bench.png"
     r = run_cli("bench", "mae-vit-test", "--random-init", "--backends", "torch,onnxruntime,torch-fp16",
-                "--batch", "2", "--iters", "2", "--warmup", "1", "--threads", "1", "--no-memory",
+                "--batch-sizes", "2", "--iters", "2", "--warmup", "1", "--threads", "1", "--no-memory",
                 "--export", f"onnxruntime={exports['onnxruntime']}", "-o", str(md), "--chart", str(png))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
@@ -195,7 +195,7 @@ def test_cli_prints_one_warning_line_when_the_load_is_high(tmp_path, exports):
     from mimzoo.cli.bench_cmd import bench as bench_command
 
     out = tmp_path / "b.json"
-    args = ["mae-vit-test", "--random-init", "--backends", "torch,onnxruntime", "--batch", "1", "--iters", "2",
+    args = ["mae-vit-test", "--random-init", "--backends", "torch,onnxruntime", "--batch-sizes", "1", "--iters", "2",
             "--warmup", "0", "--threads", "1", "--no-memory", "--export", f"onnxruntime={exports['onnxruntime']}",
             "-o", str(out)]
     busy = CliRunner().invoke(bench_command, args, obj={"load_probe": _fake_load(50.0)})

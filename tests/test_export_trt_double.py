@@ -137,7 +137,7 @@ def test_cli_export_verify_bench(trt, tmp_path):
     assert f"wrote {out} (tensorrt fp16, verified)" in r.stdout and "building a TensorRT 10." in r.stderr
     r = run_cli("verify", str(out), "--images", "32", env=env_cache)
     assert r.returncode == 0 and "verification passed" in r.stdout, r.stderr
-    r = run_cli("bench", "mae-vit-test", "--random-init", "--backends", "tensorrt", "--batch", "2,16", "--iters", "2",
+    r = run_cli("bench", "mae-vit-test", "--random-init", "--backends", "tensorrt", "--batch-sizes", "2,16", "--iters", "2",
                 "--warmup", "1", "--no-memory", "--export", f"tensorrt={out}", "--json", env=env_cache)
     assert r.returncode == 0, r.stderr
     ok, too_big = json.loads(r.stdout)
