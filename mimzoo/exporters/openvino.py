@@ -152,7 +152,12 @@ def build_and_verify(spec: Any, fp32_onnx: Path, tmp: Path, preprocess: dict[str
     if spec.precision != "int8":
         convert(fp32_onnx, tmp / XML_NAME, preprocess)
         say(f"verifying with OpenVINO (INFERENCE_PRECISION_HINT={hint})")
-        return evaluate(OpenVinoModel(tmp / XML_NAME, inference_precision=hint).run), extra
+        model = OpenVinoModel(tmp / XML_NAME, inference_precision=hint)
+        ran = model.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        extra["openvino"]["verified_on"] = {"inference_precision": ran, "cpu": _cpu_name()}
+        if ran != hint:  # e.g. bf16 asked on a CPU without bf16 units: OpenVINO computes in f32 instead
+            say(f"note: this CPU ran the {hint} hint as {ran}; the verification figures are {ran}'s")
+        return evaluate(model.run), extra
     batches = calibration_batches(calib_x, spec.batch)
     if not batches:
         raise ExportError("OpenVINO INT8 is calibrated on real images; pass --data digits or an image folder, "
@@ -177,6 +182,15 @@ def build_and_verify(spec: Any, fp32_onnx: Path, tmp: Path, preprocess: dict[str
         shutil.rmtree(float_ir.parent, ignore_errors=True)
     extra["int8"] = {"attempts": attempts}
     return {**rep, "passed": False}, extra
+
+
+def _cpu_name() -> str:
+    import openvino as ov
+
+    try:
+        return str(ov.Core().get_property("CPU", "FULL_DEVICE_NAME"))
+    except Exception:  # a plugin without the property: the name is information only
+        return "?"
 
 
 def check_folder(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
