@@ -43,7 +43,7 @@ def _exports(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("model")
 @click.option("--backends", default="torch,torch-compile,onnxruntime,onnxruntime-int8,tensorrt", show_default=True,
               help="Comma-separated: torch, torch-fp16, torch-compile, onnxruntime, onnxruntime-fp16, "
-                   "onnxruntime-int8, tensorrt.")
+                   "onnxruntime-int8, tensorrt, openvino, openvino-bf16, openvino-int8 (pip install 'mimzoo[openvino]').")
 @click.option("--batch-sizes", "batches", default="1,8,32", show_default=True,
               help="Comma-separated batch sizes, each timed separately.")
 @click.option("--batch", "old_batches", metavar="SIZES", callback=deprecated_alias("--batch", "--batch-sizes"),
