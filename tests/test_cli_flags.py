@@ -42,6 +42,25 @@ def test_export_refuses_conflicting_flags(args, named, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("args, precision", [((), "fp32"), (("--fp16",), "fp16"), (("--int8",), "int8"),
+                                             (("--precision", "int8"), "int8"), (("--fp16", "--precision", "fp16"), "fp16")])
+def test_export_takes_one_precision_however_spelt(args, precision, monkeypatch, tmp_path):
+    import types
+
+    import mimzoo.api.export as api
+
+    asked = {}
+
+    def export(model, output, **kw):
+        asked.update(kw)
+        return types.SimpleNamespace(meta={"precision": kw["precision"]}, verification={}, path=output)
+
+    monkeypatch.setattr(api, "export", export)
+    r = invoke("export", "mae-vit-test", *args, "--json", "-o", str(tmp_path / "out"))
+    assert r.exit_code == 0, r.output
+    assert asked["precision"] == precision
+
+
 def test_eval_and_bench_refuse_random_init_with_weights():
     for command in ("eval", "bench"):
         r = invoke(command, "mae-vit-test", "--random-init", "--weights", "x.pth")
