@@ -97,7 +97,8 @@ def _common_model_options(f: Any) -> Any:
               help="Try every backend and precision this machine runs, keep the fastest that passes its gate "
                    "(replaces --format/--precision).")
 @click.option("--threads", type=int, help="--target: intra-op threads of every candidate (default every usable core).")
-@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--batch", default="dynamic", show_default=True,
+              help="The exported model's batch dimension: 'dynamic' (any batch) or one fixed size.")
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-23).")
 @click.option("--tokens", is_flag=True, help="Also output the [N, L, D] tokens.")
