@@ -51,7 +51,7 @@ def test_installed_distribution_declares_the_entry_point(site):
     plugins = run_cli("plugins", pythonpath=[site])
     assert plugins.returncode == 0, plugins.stderr
     row = next(ln for ln in plugins.stdout.splitlines() if ln.startswith("maskfeat "))
-    assert row.split() == ["maskfeat", "mimzoo-plugin-example", "0.1.0", "3", "ok"]
+    assert row.split() == ["maskfeat", "mimzoo-plugin-example", "0.1.0", "2", "(+1", "test)", "ok"]
 
 
 def test_list_shows_the_new_method_and_variants(site):

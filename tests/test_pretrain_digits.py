@@ -32,7 +32,7 @@ def _knn_top1(encoder, train: DigitsSource, test: DigitsSource, k: int = 20, n_t
 
 def test_bundle_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in ASSETS.iterdir()}
-    assert set(files) == {"config.json", "model.safetensors", "pretrain.safetensors"}
+    assert set(files) == {"config.json", "model.safetensors", "pretrain.safetensors", "results.json"}
     assert sum(files.values()) < 5e6
     enc = mimzoo.load(str(ASSETS))
     assert enc.info.method == "mae" and enc.num_features == 96

@@ -29,7 +29,7 @@ def model_row(entry: ModelEntry) -> dict[str, Any]:
         "name": v.name,
         "method": m.title,
         "family": m.family,
-        "arch": v.arch,
+        "arch": v.arch_label(),  # as built: "vit (patch 4, 96-d, depth 6)" when kwargs resize the timm model
         "params_m": v.params_m,
         "input": v.preprocess.input_size[1],
         "license": v.license_for(m),
@@ -85,9 +85,9 @@ def info(name: str) -> dict[str, Any]:
             "family": m.family,
             "license": v.license_for(m),
             "paper": {**asdict(m.paper), "url": m.paper.url},
-            "taxonomy": asdict(m.taxonomy),
+            "taxonomy": asdict(v.taxonomy_for(m)),  # how these weights were trained
         },
-        "encoder": {"arch": v.arch, "model_kwargs": dict(v.model_kwargs), "pooling": v.pooling, "params_m": v.params_m},
+        "encoder": {"arch": v.arch, "label": v.arch_label(), "model_kwargs": dict(v.model_kwargs), "pooling": v.pooling, "params_m": v.params_m},
         "preprocess": asdict(v.preprocess),
         "weights": [asdict(w) for w in v.weights],
         "layouts": [{"name": lay.name, "description": lay.description} for lay in v.layouts],

@@ -145,6 +145,7 @@ class _Runner:
 
     def load(self) -> None:
         import mimzoo
+        from mimzoo.registry.contract import arch_label
 
         def run() -> tuple[str, bool]:
             self.encoder = mimzoo.load(self.cfg.model)
@@ -152,9 +153,10 @@ class _Runner:
             params = sum(p.numel() for p in enc.parameters()) / 1e6
             where = str(getattr(rep, "source", None) or "weights")
             where = "bundled weights" if where.startswith("bundled:") else where
-            self.figures["load"] = {"arch": enc.info.arch, "params_m": round(params, 3), "dim": enc.num_features,
+            arch = arch_label(enc.info.arch, enc.info.model_args)  # as built: "vit (patch 4, 96-d, depth 6)"
+            self.figures["load"] = {"arch": arch, "params_m": round(params, 3), "dim": enc.num_features,
                                     "input_size": list(enc.preprocess.input_size), "weights": str(where)}
-            return f"{enc.info.arch}, {params:.2f} M params, {enc.num_features}-d, {where}", True
+            return f"{arch}, {params:.2f} M params, {enc.num_features}-d, {where}", True
 
         self._timed("load", run)
 

@@ -199,7 +199,7 @@ def plugins_cmd() -> None:
             "method": p.entry_point,
             "distribution": p.distribution,
             "version": p.version,
-            "models": len(p.method.variants) if p.method else None,
+            "models": _model_count(p.method.variants) if p.method else None,
             "status": p.status,
         }
         for p in plugins
@@ -213,6 +213,12 @@ def plugins_cmd() -> None:
         sys.exit(1)
     if any(p.error for p in plugins):
         sys.exit(1)
+
+
+def _model_count(variants: tuple) -> str:
+    """'4 (+1 test)': the models `mimzoo list` shows, then the tiny test variants it hides (`list --all`)."""
+    tests = sum(1 for v in variants if v.test_only)
+    return f"{len(variants) - tests}" + (f" (+{tests} test)" if tests else "")
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ def _model_table(info: CardInfo) -> str:
     p, m = info.preprocess, info.method
     rows = []
     if m is not None:
-        t = m.taxonomy
+        t = info.variant.taxonomy_for(m) if info.variant else m.taxonomy  # how these weights were trained
         ratio = f" ({t.mask_ratio:.0%})" if t.mask_ratio is not None else ""
         rows += [
             ("Method", f"{m.title}: *{m.paper.title}* ({m.paper.authors}, {m.paper.year}), [arXiv {m.paper.arxiv}]({m.paper.url})"),
@@ -157,13 +157,19 @@ def _model_table(info: CardInfo) -> str:
             ("Masking / target / objective", f"{t.masking}{ratio} / {t.target} / {t.objective}; encoder sees {t.encoder_input} tokens"),
         ]
     rows += [
-        ("Encoder", f"timm `{info.arch}`, {_millions(info.params_m)} M parameters, embedding {info.num_features}-d, pooling `{info.pooling}`"),
+        ("Encoder", f"timm `{info.arch}`{_resized(info)}, {_millions(info.params_m)} M parameters, embedding {info.num_features}-d, pooling `{info.pooling}`"),
         ("Input", f"{p.input_size[0]}x{p.input_size[1]}x{p.input_size[2]}, mean {list(p.mean)}, std {list(p.std)}, "
                   f"{p.interpolation} resize, crop_pct {p.crop_pct} ({p.crop_mode})"),
         ("Weights", f"`{info.weights_source or 'unknown'}`" + (f", sha256 `{info.weights_sha256}`" if info.weights_sha256 else "")),
         ("License", info.license),
     ]
     return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def _resized(info: CardInfo) -> str:
+    """' as vit (patch 4, 96-d, depth 6)' when the zoo variant's kwargs resize the timm architecture."""
+    label = info.variant.arch_label() if info.variant else info.arch
+    return f" built as {label}" if label != info.arch else ""
 
 
 def _millions(m: float) -> str:

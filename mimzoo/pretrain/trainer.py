@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,7 @@ class _Run:
         self.saved_step: int | None = None  # step of the checkpoint on disk (for the Ctrl-C message)
         if cfg.precision == "fp16" and info.device.type not in FP16_DEVICES:
             raise MimzooError("--precision fp16 needs a GPU (it trains with a gradient scaler); use bf16 on the CPU")
-        self.recipe = with_overrides(find_recipe(cfg.method), dict(cfg.overrides))
+        self.recipe = _with_noted_overrides(find_recipe(cfg.method), cfg.overrides)
         self.arch = cfg.arch or self.recipe.arch
         if not self.arch:
             raise MimzooError(f"the {cfg.method} recipe names no default architecture; pass --arch")
@@ -379,6 +379,16 @@ class _Run:
             loss = float("nan")
         log.warning("%s finished all %d steps already; nothing to do (its files are unchanged)", self.folder, step)
         return PretrainResult(folder=self.folder, steps=step, loss=loss, recipe=self.recipe)
+
+
+def _with_noted_overrides(recipe: Recipe, overrides: tuple[tuple[str, str], ...]) -> Recipe:
+    """The recipe with --set overrides applied, its notes saying which (the notes describe the paper's
+    defaults, e.g. "norm-pix MSE", which a run with target.kind=pixels no longer follows)."""
+    if not overrides:
+        return recipe
+    changed = with_overrides(recipe, dict(overrides))
+    sets = ", ".join(f"{k}={v}" for k, v in overrides)
+    return replace(changed, notes=f"{recipe.notes}; this run overrides {sets}" if recipe.notes else f"overrides {sets}")
 
 
 def _mask_seed(seed: int, step: int) -> int:

@@ -202,6 +202,27 @@ class CheckpointLayout:
     convert: Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
+def arch_label(arch: str, kwargs: Mapping[str, Any]) -> str:
+    """The architecture as built: the timm name, or, when kwargs resize it, its family and the sizes.
+
+    >>> arch_label("vit_tiny_patch16_224", {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6})
+    'vit (patch 4, 96-d, depth 6)'
+    >>> arch_label("vit_base_patch16_224", {})
+    'vit_base_patch16_224'
+    """
+    def joined(v: Any) -> str:
+        return "-".join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
+
+    parts = [f"patch {kwargs['patch_size']}"] if "patch_size" in kwargs else []
+    width = kwargs.get("embed_dim", kwargs.get("dims"))
+    if width is not None:
+        parts.append(f"{joined(width)}-d")
+    depth = kwargs.get("depth", kwargs.get("depths", kwargs.get("stages")))
+    if depth is not None:
+        parts.append(f"depth {joined(depth)}")
+    return f"{arch.split('_')[0]} ({', '.join(parts)})" if parts else arch
+
+
 @dataclass(frozen=True)
 class Variant:
     """One zoo model: an encoder, its preprocessing, its weights and its reference numbers."""
@@ -218,15 +239,28 @@ class Variant:
     description: str = ""  # one line for `mimzoo info`
     test_only: bool = False  # tiny variants for tests: hidden from `mimzoo list` unless --all
     license: str | None = None  # license of this variant's weights when it differs from the method's
+    # how these weights were trained when it differs from the method's taxonomy (mae-vit-digits: raw
+    # pixels, not MAE's normalised ones); the card and `mimzoo info` state this one
+    taxonomy: Taxonomy | None = None
 
     def license_for(self, method: Method) -> str:
         """The license of this variant's weights."""
         return self.license or method.license
 
+    def taxonomy_for(self, method: Method) -> Taxonomy:
+        """The survey axes these weights were trained on."""
+        return self.taxonomy or method.taxonomy
+
+    def arch_label(self) -> str:
+        """The architecture as built (see :func:`arch_label`)."""
+        return arch_label(self.arch, self.model_kwargs)
+
     def validate(self, owner: str) -> None:
         who = f"{owner}/{self.name}"
         _check(self.pooling, POOLINGS, "pooling", who)
         _check(self.preprocess.interpolation, INTERPOLATIONS, "interpolation", who)
+        if self.taxonomy is not None:
+            self.taxonomy.validate(who)
         if not self.name or self.name != self.name.lower() or " " in self.name:
             raise PluginError(f"{who}: model names are lower-case without spaces, like 'mae-vit-b'")
         if len(self.preprocess.mean) != self.preprocess.input_size[0]:

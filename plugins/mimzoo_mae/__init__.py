@@ -11,11 +11,12 @@ which is the pooling here.
 
 from __future__ import annotations
 
-from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
+from mimzoo.registry import Method, Paper, Preprocess, Reference, Variant, WeightSource
 
 from .digits import DIGITS_VARIANT
 from .layouts import LAYOUTS
 from .recipe import RECIPE
+from .taxonomy import TAXONOMY
 
 _OFFICIAL = "https://dl.fbaipublicfiles.com/mae"
 _PREPROCESS = Preprocess(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875)
@@ -73,17 +74,7 @@ METHOD = Method(
         ),
     ),
     family="reconstruction",
-    taxonomy=Taxonomy(
-        masking="random-patch",
-        mask_ratio=0.75,
-        target="normalized-pixels",
-        objective="mse",
-        architecture="ViT",
-        encoder_input="visible",
-        downstream=("classification", "detection", "segmentation"),
-        survey_nodes=("masking",),
-        details="asymmetric encoder-decoder; encoder sees visible patches only; MSE on masked patches",
-    ),
+    taxonomy=TAXONOMY,
     license="cc-by-nc-4.0",
     recipe=RECIPE,
     variants=(
