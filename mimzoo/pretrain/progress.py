@@ -123,8 +123,12 @@ def describe(rec: dict[str, Any]) -> str:
     kind = rec["event"]
     if kind == "plan":
         resumed = f", resuming at step {rec['start']}" if rec["start"] else ""
-        return (f"plan: {rec['method']} on {rec['model']} ({rec['params_m']:.2f}M params), {rec['total']} steps"
-                f"{resumed} ({rec['epochs']} epochs x {rec['steps_per_epoch']}), batch {rec['batch']} "
+        schedule = rec["epochs"] * rec["steps_per_epoch"]
+        span = (f"{rec['epochs']} epoch(s) x {rec['steps_per_epoch']}" if rec["total"] == schedule else
+                f"--max-steps; the schedule spans {rec['epochs']} epoch(s) x {rec['steps_per_epoch']}")
+        params = f"{rec['params_m']:.2f}" if rec["params_m"] >= 0.1 else f"{rec['params_m']:.3f}"
+        return (f"plan: {rec['method']} on {rec['model']} ({params} M params), {rec['total']} steps"
+                f"{resumed} ({span}), batch {rec['batch']} "
                 f"({rec['processes']} process(es) x {rec['accum_steps']} accumulation x {rec['micro_batch']}), "
                 f"{rec['device']} {rec['precision']}, {rec['threads']} threads, data {rec['data']} "
                 f"({rec['images']} images) -> {rec['output']}; checkpoint every {rec['checkpoint_every']} steps; "
