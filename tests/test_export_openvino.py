@@ -243,6 +243,10 @@ def test_publish_ships_an_openvino_folder(tmp_path):
 
     got = load_export(out / "openvino" / "bf16").run(np.zeros((1, 3, 32, 32), np.float32))["embedding"]
     assert got.shape == (1, encoder.num_features)
+    assert mimzoo.verify(out / "openvino" / "bf16", encoder, images=16)["passed"]  # as downloaded: no marker, digest ok
+    (out / "openvino" / "bf16" / "model.bin").write_bytes(b"\0" + (out / "openvino" / "bf16" / "model.bin").read_bytes()[1:])
+    with pytest.raises(ExportError, match=r"does not match the artifact_sha256 in export.json: incomplete or changed"):
+        mimzoo.verify(out / "openvino" / "bf16", encoder, images=16)
     r = run_cli("publish", str(other), "--repo", "acme/tiny-mae", "--with-export", str(export), "--dry-run",
                 "-o", str(tmp_path / "repo2"))
     assert r.returncode == 1 and "does not match the model being published" in r.stderr

@@ -189,7 +189,7 @@ def read_export_folder(folder: str | Path, *, marker_required: bool = True) -> E
     if meta["format"] == "openvino":  # an IR folder: its own checks (files, marker, digest, inference precision)
         from .openvino import check_folder
 
-        return ExportFolderInfo(folder, meta, check_folder(folder, meta))
+        return ExportFolderInfo(folder, meta, check_folder(folder, meta, marker_required=marker_required))
     onnx = require("onnx")
     path = folder / ONNX_NAME
     if not path.is_file():

@@ -193,10 +193,12 @@ def _cpu_name() -> str:
         return "?"
 
 
-def check_folder(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
+def check_folder(folder: Path, meta: dict[str, Any], *, marker_required: bool = True) -> tuple[str, ...]:
     """Check an OpenVINO export folder is whole and unchanged since verification; returns its model files.
 
-    Raises CorruptExportError (one line naming the fix) otherwise.
+    Raises CorruptExportError (one line naming the fix) otherwise. Without `marker_required` (verify, which
+    re-measures against PyTorch) a folder with no marker at all, as a published Hub repo holds it, passes
+    when both IR files match export.json's artifact_sha256 (as metadata.check_artifact does for ONNX).
     """
     from .._outputs import MARKER, read_marker
     from .metadata import CorruptExportError
@@ -204,16 +206,27 @@ def check_folder(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
     for name in (XML_NAME, BIN_NAME):
         if not (folder / name).is_file():
             raise CorruptExportError(f"{folder}/{name} is missing; copy the whole export folder or export again")
+    recorded = meta.get("artifact_sha256")
+    if not marker_required and read_marker(folder) is None:
+        if not recorded or artifact_sha256(folder) != recorded:
+            raise CorruptExportError(f"{folder}/{XML_NAME} or {BIN_NAME} does not match the artifact_sha256 in "
+                                     "export.json: incomplete or changed; download or export it again")
+        return _checked_hint(folder, meta)
     marker = read_marker(folder) or {}
     if marker.get("kind") != "export" or marker.get("verified") is not True:
         raise CorruptExportError(f"{folder} is not a complete, verified mimzoo export (no {MARKER} saying so: an "
                                  "interrupted export); export it again")
-    recorded = meta.get("artifact_sha256")
     if not recorded or marker.get("artifact_sha256") != recorded:
         raise CorruptExportError(f"{folder}/export.json records no IR digest matching its marker; export again")
     if artifact_sha256(folder) != recorded:
         raise CorruptExportError(f"{folder}/{XML_NAME} or {BIN_NAME} differs from the model verified at export "
                                  "(digest mismatch): it was changed afterwards; export again")
+    return _checked_hint(folder, meta)
+
+
+def _checked_hint(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
+    from .metadata import CorruptExportError
+
     hint = (meta.get("openvino") or {}).get("inference_precision")
     if hint != INFERENCE_PRECISION.get(str(meta.get("precision"))):
         raise CorruptExportError(f"{folder}/export.json records inference precision {hint!r} for a "
