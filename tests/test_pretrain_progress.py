@@ -88,3 +88,20 @@ def test_ctrl_c_stops_within_seconds_names_the_checkpoint_and_resume_continues(t
     assert r.returncode == 0, r.stderr
     assert f"resuming at step {kept}" in r.stderr and (out / "config.json").is_file()
     assert _ckpt_step(ckpt) == 12
+
+
+def test_eval_progress_off_a_terminal_reports_every_ten_seconds_with_an_eta(monkeypatch):
+    """Feature extraction of a big model: a quarter can take an hour, a line still comes every ~10 s."""
+    import io
+
+    import mimzoo.cli.eval_cmd as eval_cmd
+
+    clock = iter(float(t) for t in range(0, 400, 4))  # each batch takes 4 s
+    monkeypatch.setattr(eval_cmd.time, "monotonic", lambda: next(clock))
+    stream = io.StringIO()
+    bar = eval_cmd.ProgressBar(stream, width=8)
+    for i in range(1, 41):
+        bar("extract train", i, 1000)  # 40 batches: still in the first quarter
+    lines = stream.getvalue().splitlines()
+    assert len(lines) >= 14, lines  # 156 s: the first line, then one per >= 10 s
+    assert lines[-1].endswith("40/1000  156.0s  eta 3744s"), lines[-1]  # 3.9 s per item so far, 960 left

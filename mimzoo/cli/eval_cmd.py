@@ -21,7 +21,10 @@ TASK_CHOICES = ("knn", "linear", "attentive", "finetune", "all")
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr: redrawn in place on a terminal, a line per quarter otherwise."""
+    """A one-line progress bar on stderr: redrawn in place on a terminal; otherwise a line per quarter
+    and at least every ``every_s`` seconds (ViT-B feature extraction on a CPU takes long per quarter)."""
+
+    every_s = 10.0
 
     def __init__(self, stream: Any = None, width: int = 28):
         self.stream = stream or sys.stderr
@@ -42,8 +45,8 @@ class ProgressBar:
                 self.stream.flush()
             return
         quarter = 4 * done // max(total, 1)
-        if quarter > self.last_quarter:
-            self.last_quarter = quarter
+        if quarter > self.last_quarter or now - self.last_draw >= self.every_s:
+            self.last_quarter, self.last_draw = max(quarter, self.last_quarter), now
             self.stream.write(self._line(done, total, now) + "\n")
             self.stream.flush()
 
@@ -51,7 +54,9 @@ class ProgressBar:
         frac = done / max(total, 1)
         fill = int(self.width * frac)
         bar = "#" * fill + "." * (self.width - fill)
-        return f"{self.stage:<18} [{bar}] {done}/{total} {now - self.start:6.1f}s"
+        elapsed = now - self.start
+        eta = f"  eta {elapsed * (total - done) / done:.0f}s" if 0 < done < total and elapsed > 0 else ""
+        return f"{self.stage:<18} [{bar}] {done}/{total} {elapsed:6.1f}s{eta}"
 
 
 @click.command("eval")
