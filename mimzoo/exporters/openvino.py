@@ -6,7 +6,10 @@ Three precisions, each verified against PyTorch with mimzoo's gate for it:
   with ``INFERENCE_PRECISION_HINT=f32`` (OpenVINO would otherwise pick bf16 on CPUs that have it);
 - ``bf16``: the same IR, run with ``INFERENCE_PRECISION_HINT=bf16`` (the CPU's bf16 / AMX units);
 - ``int8``: NNCF post-training quantization (``nncf.quantize``, transformer preset) calibrated on real
-  images; when the gate fails, the next plan keeps the first and last weight layers in float.
+  images; when the gate fails, the next plan turns SmoothQuant off (on random-init ViT-B it moved the
+  activation scales so far towards the calibration images that inputs unlike them lost cosine 0.93), then
+  keeps the MLP output projections (the MatMuls fed by GELU), then also the first and last weight layers,
+  in float.
 
 The hint a folder needs is recorded in ``export.json`` (``openvino.inference_precision``), and
 :mod:`.runtime` applies it, so what a deployer runs is what was verified. The folder's digest
@@ -64,17 +67,21 @@ def require_openvino(precision: str = "fp32") -> None:
 class Int8Plan:
     """One NNCF quantization setting tried in turn until the INT8 gate passes."""
 
-    keep_float: tuple[str, ...] = ()  # "first", "last": weight layers left in float
+    smooth_quant: bool = True  # NNCF's SmoothQuant (moves activation outliers into the weights)
+    keep_float: tuple[str, ...] = ()  # "mlp_out" (MatMuls fed by GELU), "first", "last": weight layers left in float
 
     @property
     def name(self) -> str:
-        return f"nncf transformer preset (float: {'+'.join(self.keep_float) or 'nothing'})"
+        sq = "SmoothQuant" if self.smooth_quant else "no SmoothQuant"
+        return f"nncf transformer preset, {sq} (float: {'+'.join(self.keep_float) or 'nothing'})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"method": "nncf", "preset": "transformer", "keep_float": list(self.keep_float)}
+        return {"method": "nncf", "preset": "transformer", "smooth_quant": self.smooth_quant,
+                "keep_float": list(self.keep_float)}
 
 
-PLANS = (Int8Plan(), Int8Plan(("first", "last")))
+PLANS = (Int8Plan(), Int8Plan(smooth_quant=False), Int8Plan(False, ("mlp_out",)),
+         Int8Plan(False, ("mlp_out", "first", "last")))
 
 
 def convert(onnx_file: Path, xml_file: Path, preprocess: dict[str, Any]) -> None:
@@ -85,8 +92,9 @@ def convert(onnx_file: Path, xml_file: Path, preprocess: dict[str, Any]) -> None
     ov.save_model(model, str(xml_file), compress_to_fp16=False)  # the default would halve the weights
 
 
-def weight_layers(model: Any) -> list[str]:
-    """Names of the MatMul / Convolution ops whose second input is a constant (the weight layers), in order."""
+def weight_layers(model: Any, *, fed_by: str | None = None) -> list[str]:
+    """Names of the MatMul / Convolution ops whose second input is a constant (the weight layers), in order;
+    with `fed_by`, only those whose first input comes from an op of that type (e.g. "Gelu": MLP outputs)."""
     names = []
     for op in model.get_ordered_ops():
         if op.get_type_name() not in ("MatMul", "Convolution") or op.get_input_size() < 2:
@@ -94,7 +102,7 @@ def weight_layers(model: Any) -> list[str]:
         src = op.input_value(1).get_node()
         while src.get_type_name() in ("Convert", "Reshape", "Transpose") and src.get_input_size():
             src = src.input_value(0).get_node()  # a weight may reach the product through a conversion
-        if src.get_type_name() == "Constant":
+        if src.get_type_name() == "Constant" and (fed_by is None or op.input_value(0).get_node().get_type_name() == fed_by):
             names.append(op.get_friendly_name())
     return names
 
@@ -106,11 +114,17 @@ def quantize(xml_in: Path, xml_out: Path, calibration: list[np.ndarray], plan: I
     model = ov.Core().read_model(str(xml_in))
     layers = weight_layers(model)
     ignored = [layers[0]] * ("first" in plan.keep_float) + [layers[-1]] * ("last" in plan.keep_float) if layers else []
+    if "mlp_out" in plan.keep_float:
+        ignored += weight_layers(model, fed_by="Gelu")
     n_images = sum(len(b) for b in calibration)
+    adv = require("nncf.quantization.advanced_parameters")
+    advanced = adv.AdvancedQuantizationParameters(
+        smooth_quant_alphas=adv.AdvancedSmoothQuantParameters(matmul=-1)) if not plan.smooth_quant else None
     nncf.set_log_level(logging.ERROR)
     with contextlib.redirect_stdout(sys.stderr):  # NNCF's progress bars must not mix into stdout (--json)
         quantized = nncf.quantize(model, nncf.Dataset(calibration), model_type=nncf.ModelType.TRANSFORMER,
-                                  subset_size=len(calibration), ignored_scope=nncf.IgnoredScope(names=ignored))
+                                  subset_size=len(calibration), advanced_parameters=advanced,
+                                  ignored_scope=nncf.IgnoredScope(names=sorted(set(ignored)), validate=False))
     ov.save_model(quantized, str(xml_out), compress_to_fp16=False)
     return n_images
 
