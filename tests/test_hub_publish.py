@@ -219,7 +219,7 @@ def test_dry_run_writes_the_exact_repo_and_uploads_nothing(models, hub, tmp_path
     real = mimzoo.publish(str(models["a"]), "acme/tiny-mae", with_onnx=models["export"], endpoint=hub.url)
     remote = {k: v for k, v in hub.files("acme/tiny-mae").items() if k != ".gitattributes"}
     assert remote == local and real.files == dry.files
-    with pytest.raises(PublishError, match="already exists; choose another folder or pass overwrite"):
+    with pytest.raises(PublishError, match="already exists; choose another folder or pass --overwrite"):
         mimzoo.publish(str(models["a"]), "acme/tiny-mae", dry_run=True, output=out)
     with pytest.raises(PublishError, match="pass output"):
         mimzoo.publish(str(models["a"]), "acme/tiny-mae", dry_run=True)

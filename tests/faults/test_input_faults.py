@@ -283,4 +283,4 @@ def test_ctrl_c_is_one_line_and_exit_130(work):
     rest = p.communicate(timeout=120)[0]
     text = "".join(seen) + rest
     assert p.returncode == 130, text
-    assert "Traceback" not in text and text.rstrip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in text and text.rstrip().splitlines()[-1].startswith("interrupted")
