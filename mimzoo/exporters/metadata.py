@@ -44,6 +44,10 @@ def state_sha256(encoder: Any) -> str:
     return h.hexdigest()
 
 
+# ModelProto fields mimzoo itself rewrites after a build (embed_in_onnx, publishing): not the model
+ONNX_FIELDS_IGNORED = ("metadata_props", "producer_name", "producer_version")
+
+
 def artifact_sha256(onnx_path: Path) -> str:
     """sha256 of an ONNX model's graph and weights (external data included), ignoring what is rewritten
     after verification: ``metadata_props`` (the report, made public on publish) and the producer fields.
@@ -52,8 +56,8 @@ def artifact_sha256(onnx_path: Path) -> str:
     """
     onnx = require("onnx")
     model = onnx.load(str(onnx_path), load_external_data=False)
-    del model.metadata_props[:]
-    model.producer_name = model.producer_version = ""
+    for name in ONNX_FIELDS_IGNORED:
+        model.ClearField(name)
     h = hashlib.sha256(hashlib.sha256(model.SerializeToString()).hexdigest().encode())
     for extra in sorted(onnx_path.parent.glob(onnx_path.name + ".data*")):
         h.update(_sha256_file(extra).encode())

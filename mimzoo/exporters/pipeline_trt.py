@@ -1,7 +1,7 @@
 """The TensorRT branch of an export: build the engine from the verified ONNX graph, then verify it.
 
 The engine records the sha256 of model.onnx as it is when built; mimzoo embeds the export report into
-that file afterwards, which onnx_sha256 ignores (see tensorrt.ONNX_FIELDS_IGNORED), so the recorded hash
+that file afterwards, which onnx_sha256 ignores (see metadata.ONNX_FIELDS_IGNORED), so the recorded hash
 still matches the final file.
 """
 

@@ -104,6 +104,23 @@ def session_options(threads: int | None = None, level: str = "all") -> Any:
     return so
 
 
+def run_in_batches(pixel_values: np.ndarray, fixed_batch: int | None, output_names: list[str],
+                   infer: Any) -> dict[str, np.ndarray]:
+    """Run `infer` (a batch -> outputs in `output_names` order) over ``[N, C, H, W]``: whole for a dynamic
+    batch, in chunks of `fixed_batch` otherwise (the last one padded with its last image, then cut)."""
+    x = np.asarray(pixel_values)
+    step = fixed_batch or len(x)
+    parts: dict[str, list[np.ndarray]] = {n: [] for n in output_names}
+    for i in range(0, len(x), max(step, 1)):
+        chunk = x[i:i + step]
+        n = len(chunk)
+        if fixed_batch and n < step:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+        for name, out in zip(output_names, infer(chunk)):
+            parts[name].append(np.asarray(out[:n], dtype=np.float32))
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
 class OnnxModel:
     """One ONNX file in an onnxruntime session, run on float arrays."""
 
@@ -131,18 +148,8 @@ class OnnxModel:
 
         A fixed-batch model is fed in chunks of its batch size (the last one padded).
         """
-        x = np.asarray(pixel_values)
-        step = self.fixed_batch or len(x)
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
-        for i in range(0, len(x), max(step, 1)):
-            chunk = x[i:i + step]
-            n = len(chunk)
-            if self.fixed_batch and n < step:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            outs = self.session.run(self.output_names, {self.input_name: chunk.astype(self.input_dtype, copy=False)})
-            for name, out in zip(self.output_names, outs):
-                parts[name].append(np.asarray(out[:n], dtype=np.float32))
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        return run_in_batches(pixel_values, self.fixed_batch, self.output_names, lambda chunk: self.session.run(
+            self.output_names, {self.input_name: chunk.astype(self.input_dtype, copy=False)}))
 
 
 class OpenVinoModel:
@@ -184,17 +191,7 @@ class OpenVinoModel:
 
     def run(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
         """Outputs (``embedding``, and ``tokens`` when exported) for ``[N, C, H, W]``, as :meth:`OnnxModel.run`."""
-        x = np.asarray(pixel_values)
-        step = self.fixed_batch or len(x)
-        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
-        for i in range(0, len(x), max(step, 1)):
-            chunk = x[i:i + step]
-            n = len(chunk)
-            if self.fixed_batch and n < step:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
-            for name, out in zip(self.output_names, self.infer(chunk)):
-                parts[name].append(np.asarray(out[:n], dtype=np.float32))
-        return {k: np.concatenate(v) for k, v in parts.items()}
+        return run_in_batches(pixel_values, self.fixed_batch, self.output_names, self.infer)
 
 
 class _Embeds:

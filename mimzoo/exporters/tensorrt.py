@@ -117,35 +117,17 @@ def fp32_layer_types(precision: str) -> tuple[str, ...]:
     return () if precision == "fp32" else FP32_LAYER_TYPES
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-# ModelProto fields mimzoo itself rewrites after a build (metadata.embed_in_onnx, publishing): not the model
-ONNX_FIELDS_IGNORED = ("metadata_props", "producer_name", "producer_version")
-
-
 def onnx_sha256(onnx_path: Path) -> str:
     """sha256 of an ONNX model's graph and weights, ignoring what mimzoo writes around them.
 
     The export report is embedded after the engine is built (metadata_props, producer_name and
     producer_version: see metadata.embed_in_onnx) and rewritten again when an export is published,
-    so the engine's source hash must not depend on any of ONNX_FIELDS_IGNORED.
+    so the engine's source hash must not depend on any of metadata.ONNX_FIELDS_IGNORED. It is the
+    same digest as the export's ``artifact_sha256``.
     """
-    from .._deps import require
+    from .metadata import artifact_sha256
 
-    onnx = require("onnx")
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    for name in ONNX_FIELDS_IGNORED:
-        model.ClearField(name)
-    h = hashlib.sha256(hashlib.sha256(model.SerializeToString()).hexdigest().encode())
-    for extra in sorted(onnx_path.parent.glob(onnx_path.name + ".data*")):
-        h.update(sha256_file(extra).encode())
-    return h.hexdigest()
+    return artifact_sha256(onnx_path)
 
 
 def engine_cache_key(*, onnx_sha: str, precision: str, profile: Profile, trt_version: str, compute_capability: str,
