@@ -30,10 +30,12 @@ def _ckpt_step(path: Path) -> int:
 
 def test_plan_comes_before_the_first_step_then_an_estimate(tmp_path):
     seen: list[tuple[str, dict]] = []
+    threads = torch.get_num_threads()
     pretrain(TrainConfig(method="mae", arch="mae-vit-test", data="digits", epochs=1, batch_size=16, max_steps=3,
                          log_every=2, threads=1, output=str(tmp_path / "run"),
                          overrides=(("decoder.dim", "16"), ("decoder.depth", "1"), ("decoder.heads", "2"))),
              on_log=lambda r: seen.append(("log", r)), on_progress=lambda r: seen.append((r["event"], r)))
+    assert torch.get_num_threads() == threads  # the run's --threads 1 does not outlive it
     kinds = [k for k, _ in seen]
     assert kinds[0] == "plan" and kinds.index("plan") < kinds.index("log")
     plan = seen[0][1]

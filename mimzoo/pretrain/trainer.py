@@ -117,8 +117,16 @@ def pretrain(config: TrainConfig | None = None, on_log: Callable[[dict[str, Any]
     cfg = config or TrainConfig(**kwargs)
     if cfg.precision not in PRECISIONS:
         raise MimzooError(f"--precision {cfg.precision} is not one of {', '.join(PRECISIONS)}")
+    threads_before = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    try:
+        return _pretrain(cfg, on_log, on_progress)
+    finally:
+        torch.set_num_threads(threads_before)  # a library call leaves the process's thread count as it was
+
+
+def _pretrain(cfg: TrainConfig, on_log: Any, on_progress: Any) -> PretrainResult:
     info = D.init(cfg.device)
     try:
         # one run per folder: a second one fails here at once; the main process writes, so it holds the lock
