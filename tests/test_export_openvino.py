@@ -54,6 +54,19 @@ def test_bf16_has_mimzoos_gate_and_is_openvino_only():
         ExportSpec(format="openvino", precision="fp16")
 
 
+def test_int8_method_is_refused_where_it_picks_nothing(tmp_path):
+    """--int8-method chooses onnxruntime's quantizer; OpenVINO INT8 (NNCF) and TensorRT would silently ignore it."""
+    with pytest.raises(ExportError, match=r"--int8-method applies to ONNX INT8 exports only \(OpenVINO INT8 is NNCF"):
+        ExportSpec(format="openvino", precision="int8", int8_method="static")
+    with pytest.raises(ExportError, match=r"drop --int8-method dynamic or use --format onnx --int8"):
+        ExportSpec(format="onnx", precision="fp32", int8_method="dynamic")
+    assert ExportSpec(format="onnx", precision="int8", int8_method="static").int8_method == "static"
+    r = run_cli("export", "mae-vit-test", "--random-init", "--format", "openvino", "--int8", "--int8-method",
+                "static", "-o", str(tmp_path / "x"))
+    assert r.returncode != 0 and "--int8-method applies to ONNX INT8 exports only" in r.stderr
+    assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_export_writes_a_verified_ir_folder(tmp_path, precision):
     folder, _ = ov_export(tmp_path, precision)

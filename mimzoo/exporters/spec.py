@@ -126,6 +126,11 @@ class ExportSpec:
                               f"({MIN_OPSET}+ keeps LayerNorm one node)")
         if self.int8_method not in INT8_METHODS:
             raise ExportError(f"unknown INT8 method '{self.int8_method}'; use one of {', '.join(INT8_METHODS)}")
+        if self.int8_method != "auto" and (self.format, self.precision) != ("onnx", "int8"):
+            how = {"openvino": "OpenVINO INT8 is NNCF's calibrated quantization",
+                   "tensorrt": "TensorRT INT8 uses its own calibrator"}.get(self.format, "it only picks onnxruntime's")
+            raise ExportError(f"--int8-method applies to ONNX INT8 exports only ({how}); drop --int8-method "
+                              f"{self.int8_method} or use --format onnx --int8")
         object.__setattr__(self, "batch", parse_batch(self.batch))
         if not 1 <= self.opt_batch <= self.max_batch:
             raise ExportError(f"opt_batch {self.opt_batch} must lie in 1..max_batch ({self.max_batch})")
