@@ -42,12 +42,25 @@ TARGETS = (
     "discrete-tokens",  # ids from a tokenizer (dVAE, VQ-KD)
     "teacher-features",  # a frozen teacher (CLIP for EVA, MILAN)
     "ema-features",  # a momentum copy of the encoder (data2vec, I-JEPA, iBOT)
+    # a momentum teacher's softmax over learned prototypes, a tokenizer trained jointly (iBOT, DINOv2)
+    "online-tokenizer",
     "multiple",
 )
-OBJECTIVES = ("mse", "l1", "smooth-l1", "cross-entropy", "negative-cosine", "infonce", "multiple")
+OBJECTIVES = (
+    "mse",
+    "l1",
+    "smooth-l1",
+    "cross-entropy",
+    "negative-cosine",
+    "infonce",
+    "self-distillation",  # student matches a momentum teacher's centred, sharpened softmax (DINO, iBOT)
+    "multiple",
+)
 ENCODER_INPUTS = ("visible", "masked")  # visible tokens only, or the full sequence with mask tokens
 SURVEY_NODES = ("masking", "target", "objective", "architecture", "downstream", "theory")
-POOLINGS = ("token", "avg", "map", "max", "avgmax")
+# "token-avg": the class token concatenated with the mean of the patch tokens (register tokens
+# excluded), 2 x embed_dim features: the linear probe of DINOv2 and iBOT; mimzoo's Encoder pools it
+POOLINGS = ("token", "avg", "map", "max", "avgmax", "token-avg")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 
 
@@ -181,6 +194,7 @@ class Reference:
 
     finetune_top1: float | None = None  # end-to-end fine-tune top-1 (%)
     linear_top1: float | None = None  # linear-probe top-1 (%)
+    knn_top1: float | None = None  # k-NN top-1 (%) on frozen features (DINO-style weighted k-NN)
     epochs: int | None = None  # pretraining epochs of the reported weights
     dataset: str = "ImageNet-1K"  # where the top-1 figures are measured
     pretrain_data: str = "ImageNet-1K"  # what the encoder was pretrained on
