@@ -2,16 +2,19 @@
 
 - ``digits``: scikit-learn's handwritten digits (offline, 10 classes);
 - ``cifar10:PATH`` / ``cifar100:PATH``: the official python-pickle batches, read safely;
-- ``PATH`` (or ``folder:PATH``): an image folder with ``train/<class>/`` and ``val/<class>/``.
+- ``PATH`` (or ``folder:PATH``): an image folder with ``train/<class>/`` and ``val/<class>/``;
+- ``moving-digits[:frames=16,label=pair,...]``: clips of two bouncing digits (offline, see moving_digits.py);
+- ``video-folder:PATH``: class folders of video files or frame folders (see video_folder.py).
 
 Nothing here imports torch; :mod:`mimzoo.data.loader` turns a split into a DataLoader.
 """
 
 from __future__ import annotations
 
-from .base import EVAL, TRAIN, DataError, DataSource, ImageSplit, UnsafeDataError, subset
+from .base import EVAL, TRAIN, ClipSplit, DataError, DataSource, ImageSplit, UnsafeDataError, subset
 
-SPEC_HELP = "digits, cifar10:PATH, cifar100:PATH or an image folder PATH with train/ and val/"
+SPEC_HELP = ("digits, cifar10:PATH, cifar100:PATH, an image folder PATH with train/ and val/, moving-digits "
+             "or video-folder:PATH")
 
 
 def open_dataset(spec: str) -> DataSource:
@@ -36,6 +39,16 @@ def open_dataset(spec: str) -> DataSource:
 
         return open_digits(spec)
     scheme, sep, rest = spec.partition(":")
+    if scheme == "moving-digits":
+        from .moving_digits import open_moving_digits
+
+        return open_moving_digits(spec)
+    if sep and scheme == "video-folder":
+        if not rest:
+            raise DataError(f"'{spec}' names no folder; pass video-folder:PATH to a folder of class folders of clips")
+        from .video_folder import open_video_folder
+
+        return open_video_folder(rest, spec)
     if sep and scheme in ("cifar10", "cifar100"):
         if not rest:
             raise DataError(f"'{spec}' names no folder; pass {scheme}:PATH to the extracted python batches")
@@ -57,5 +70,5 @@ def _exists(path: str) -> bool:
     return Path(path).expanduser().exists()
 
 
-__all__ = ["EVAL", "SPEC_HELP", "TRAIN", "DataError", "DataSource", "ImageSplit", "UnsafeDataError", "open_dataset",
+__all__ = ["EVAL", "SPEC_HELP", "ClipSplit", "TRAIN", "DataError", "DataSource", "ImageSplit", "UnsafeDataError", "open_dataset",
            "subset"]

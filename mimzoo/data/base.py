@@ -83,6 +83,7 @@ class DataSource:
     eval: ImageSplit  # the split metrics are measured on
     flip_ok: bool = True  # whether a horizontal flip keeps an image's class (not for digits)
     crop_ok: bool = True  # whether random crops keep the class (not for 8x8 digits: a crop cuts the glyph)
+    video: bool = False  # whether an item is a clip (a list of PIL frames, see ClipSplit) rather than one image
 
     @property
     def num_classes(self) -> int:
@@ -95,6 +96,49 @@ class DataSource:
         if which == EVAL:
             return self.eval
         raise DataError(f"unknown split '{which}'; use 'train' or 'eval'")
+
+
+class ClipSplit(ImageSplit):
+    """A split of video clips: ``split.image(i)`` is a list of PIL frames, sampled by :meth:`sampled`.
+
+    Sampling is a model's business (its ``Preprocess.num_frames`` and ``frame_stride``): evaluation binds
+    them with ``split.sampled(n, stride)``, which takes ``n`` frames ``stride`` apart from the middle of
+    each clip (center sampling, deterministic). A clip shorter than the ``(n - 1) * stride + 1`` frames
+    that needs is refused (a ``ValueError`` naming it, which the loader reports as a skip); it is never
+    looped. Unbound (``num_frames`` None), every frame is returned.
+    """
+
+    num_frames: int | None = None  # frames per sampled clip (None: all)
+    frame_stride: int = 1  # step between sampled frames
+
+    def frame_count(self, i: int) -> int | None:
+        """Frames in clip `i` when known without decoding (None otherwise)."""
+        return None
+
+    def sampled(self, num_frames: int | None, frame_stride: int = 1) -> ClipSplit:
+        """The same clips, each sampled to `num_frames` frames `frame_stride` apart (center sampling)."""
+        import copy
+
+        if num_frames is not None and (num_frames < 1 or frame_stride < 1):
+            raise DataError(f"num_frames {num_frames} and frame_stride {frame_stride} must be at least 1")
+        out = copy.copy(self)
+        out.num_frames, out.frame_stride = num_frames, frame_stride
+        return out
+
+    def pick(self, total: int, what: str) -> list[int]:
+        """The frame indices of a `total`-frame clip this split samples (``what`` names it in errors)."""
+        if self.num_frames is None:
+            return list(range(total))
+        span = (self.num_frames - 1) * self.frame_stride + 1
+        if total < span:
+            raise ValueError(f"{what} has {total} frames; {self.num_frames} frames at stride {self.frame_stride} "
+                             f"need {span}: use longer clips or a model with fewer frames")
+        start = (total - span) // 2
+        return list(range(start, start + span, self.frame_stride))
+
+    def sampling_tag(self) -> str:
+        """The sampling, for fingerprints: ``frames:all`` or ``frames:16x2``."""
+        return "frames:all" if self.num_frames is None else f"frames:{self.num_frames}x{self.frame_stride}"
 
 
 def subset(split: ImageSplit, n: int | None, seed: int = 0) -> ImageSplit:
