@@ -34,6 +34,8 @@ def evaluate(
     cache_dir: str | Path | None = None,
     output: str | Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    save_head: str | Path | None = None,
+    overwrite: bool = False,
     **opts: Any,
 ) -> list[EvalRecord]:
     """Measure an encoder on a labelled dataset with one or more downstream tasks.
@@ -53,6 +55,9 @@ def evaluate(
         cache_dir: cache root for features and fine-tuning checkpoints (default: ~/.cache/mimzoo).
         output: also write the records to this JSON file (merged with records already there).
         progress: ``progress(stage, done, total)`` callback for extraction and training.
+        save_head: write the trained head to this folder (one task: linear, finetune or seg-linear),
+            for ``mimzoo export MODEL --head DIR`` (see :mod:`mimzoo.tasks`).
+        overwrite: replace the `save_head` folder when mimzoo wrote it.
         **opts: task settings, by field name: ``k``, ``temperature``, ``epochs``, ``base_lr``,
             ``batch_size``, ``layer_decay``, ``drop_path``, ``amp``, ``checkpoint_every``, ``seed``,
             ``workers``, ... A bare name applies to every task that has the field; prefix it with
@@ -71,6 +76,9 @@ def evaluate(
     from ..encoders.device import check_device
 
     tasks = parse_tasks(task)
+    from ..tasks.from_eval import check_save_head
+
+    check_save_head(tasks, save_head, overwrite)
     configs, extract_cfg = build_configs(tasks, {**opts, "cache_dir": str(cache_dir) if cache_dir else None})
     _check_counts(subset=subset, eval_subset=eval_subset)
     check_device(device)
@@ -78,6 +86,9 @@ def evaluate(
     dist = get_dist(device)
     encoder, name = _load(model, pretrained=pretrained, weights=weights, img_size=img_size,
                           seed=int(opts.get("seed", 0)), dist=dist)
+    from ..eval.video import match_source
+
+    source = match_source(encoder, source, tasks, name)  # video: clips sampled as the model expects
     train, ev = take(source.train, subset), take(source.eval, eval_subset)
     common = {"data": data, "weights": _weights_source(encoder), "input_size": list(encoder.preprocess.input_size),
               "world_size": dist.world}
@@ -85,8 +96,15 @@ def evaluate(
     records = []
     for t in tasks:
         start = time.perf_counter()
-        metrics, extra = _run_task(t, configs[t], encoder, source, train, ev, feats, cache_dir, dist, progress)
+        trained: dict[str, Any] = {}
+        metrics, extra = _run_task(t, configs[t], encoder, source, train, ev, feats, cache_dir, dist, progress,
+                                   trained=trained)
         extra["seconds"] = round(time.perf_counter() - start, 2)
+        if save_head is not None and dist.is_main:
+            from ..tasks.from_eval import save_eval_head
+
+            extra["saved_head"] = str(save_eval_head(save_head, t, encoder, trained, labels=source.classes,
+                                                     dataset=data, metrics=metrics, overwrite=overwrite))
         config = {**dataclasses.asdict(configs[t]), **common, **extra}
         records.append(EvalRecord(model=name, task=t, dataset=source.name, split=ev.name,
                                   metrics={k: round(v, 4) for k, v in metrics.items()}, config=config))
@@ -241,12 +259,15 @@ def _check_decoded(split: Any, decoded: int, skipped: Any) -> None:
 
 
 def _run_task(task: str, cfg: Any, encoder: Any, source: Any, train: Any, ev: Any, feats: dict[str, Any],
-              cache_dir: Any, dist: Any, progress: Any) -> tuple[dict[str, float], dict[str, Any]]:
+              cache_dir: Any, dist: Any, progress: Any,
+              trained: dict[str, Any] | None = None) -> tuple[dict[str, float], dict[str, Any]]:
+    trained = {} if trained is None else trained  # filled with what the task trained, for --save-head
     prog = progress if dist.is_main else None
     if task == "finetune":
         from ..eval.finetune import finetune
 
         res = finetune(encoder, source, cfg, train=train, eval_split=ev, cache_dir=cache_dir, dist=dist, progress=prog)
+        trained.update(head=res.model.head, backbone=res.model.encoder)
         _check_decoded(train, len(train) - len(res.skipped), [(i, "") for i in res.skipped])
         return res.metrics, {"train_images": len(train) - len(res.skipped), "eval_images": len(ev), "steps": res.steps,
                              "resumed_from": res.resumed_from, "amp": res.amp, "skipped": len(res.skipped),
@@ -263,8 +284,8 @@ def _run_task(task: str, cfg: Any, encoder: Any, source: Any, train: Any, ev: An
     if task == "linear":
         from ..eval.linear import linear_probe
 
-        m, _, fit = linear_probe(tr.pooled, tr.labels, te.pooled, te.labels, source.num_classes, cfg,
-                                 device=dist.device, progress=prog)
+        m, trained["head"], fit = linear_probe(tr.pooled, tr.labels, te.pooled, te.labels, source.num_classes, cfg,
+                                               device=dist.device, progress=prog)
         return m, {**extra, **fit}
     from ..eval.attentive import attentive_probe
 

@@ -64,7 +64,8 @@ class ProgressBar:
 @click.option("--task", "-t", "tasks", multiple=True, default=("knn",), show_default=True,
               help="knn, linear, attentive, finetune or all; repeat or comma-separate for several.")
 @click.option("--data", "-d", default="digits", show_default=True,
-              help="digits, cifar10:PATH, cifar100:PATH, or an image folder with train/ and val/.")
+              help="digits, cifar10:PATH, cifar100:PATH, an image folder with train/ and val/; for video "
+                   "models moving-digits[:frames=16,label=pair|direction] or video-folder:PATH.")
 @click.option("--random-init", is_flag=True, help="Do not load pretrained weights (zoo names).")
 @click.option("--weights", help="Checkpoint file or weight-source tag to load into a zoo model.")
 @click.option("--img-size", type=int, help="Evaluate at this input size (position embeddings interpolated).")
@@ -91,12 +92,15 @@ class ProgressBar:
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Any other setting, e.g. --set linear_optimizer=lars --set attentive_num_queries=4.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write (merge) the records into this JSON file.")
+@click.option("--save-head", type=click.Path(file_okay=False),
+              help="Save the trained head (one --task: linear, finetune or seg-linear) for mimzoo export --head DIR.")
+@click.option("--overwrite", is_flag=True, help="Replace the --save-head folder if mimzoo wrote it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, weights: str | None,
              img_size: int | None, device: str | None, subset: int | None, eval_subset: int | None, settings: tuple[str, ...],
              output: str | None, as_json: bool, quiet: bool, restart: bool, no_cache: bool, cache_dir: str | None,
-             extract_batch_size: int | None, **opts: Any) -> None:
+             extract_batch_size: int | None, save_head: str | None, overwrite: bool, **opts: Any) -> None:
     """Measure MODEL on a labelled dataset: k-NN, linear probe, attentive probe, fine-tuning.
 
     MODEL is a zoo name (with --random-init or --weights), hf-hub:org/name or a model folder.
@@ -107,6 +111,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
       mimzoo eval mae-vit-b --task knn --data digits
       mimzoo eval mae-vit-b --task linear --task attentive --data cifar100:~/data -o eval.json
       mimzoo eval ./my-encoder --task finetune --data ~/data/imagenette --epochs 20
+      mimzoo eval videomae-vit-digits --task knn,linear --data moving-digits
     """
     from ..api.evaluate import evaluate
     from ..eval.dist import shutdown
@@ -120,6 +125,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     check_output(output)
     check_output(cache_dir, option="--cache-dir", folder=True)
     check_output(opts.get("run_dir"), option="--run-dir", folder=True)
+    check_output(save_head, option="--save-head", folder=True)
 
     main = int(os.environ.get("RANK", "0")) == 0
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -133,6 +139,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     try:
         records = evaluate(model, list(tasks), data, pretrained=not random_init, weights=weights, img_size=img_size,
                            device=device, subset=subset, eval_subset=eval_subset, cache_dir=cache_dir, output=output,
+                           save_head=save_head, overwrite=overwrite,
                            progress=None if quiet or not main else ProgressBar(), **opts)
     except KeyboardInterrupt:
         click.echo("\ninterrupted; run the same command again to continue fine-tuning from its last checkpoint",
@@ -151,6 +158,8 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
         click.echo(f"note: {skipped} images could not be decoded and were skipped (run with -v for the first)", err=True)
     if output:
         click.echo(f"wrote {output}", err=True)
+    if save_head:
+        click.echo(f"wrote head {save_head} (export it with: mimzoo export {model} --head {save_head})", err=True)
 
 
 def _settings(pairs: tuple[str, ...], error: type[Exception]) -> dict[str, str]:

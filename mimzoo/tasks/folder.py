@@ -39,7 +39,7 @@ def make_spec(encoder: Any, kind: str, labels: list[str] | tuple[str, ...], *, d
                     mean=tuple(float(v) for v in pre.mean), std=tuple(float(v) for v in pre.std),
                     includes_backbone=k.includes_backbone,
                     finetuned_sha256=state_sha256(finetuned) if k.includes_backbone else None,
-                    dataset=dataset, metrics={k_: float(v) for k_, v in (metrics or {}).items()},
+                    dataset=dataset, metrics={k_: round(float(v), 4) for k_, v in (metrics or {}).items()},
                     head_args=dict(head_args or {}), mimzoo_version=__version__).check()
 
 
