@@ -149,7 +149,7 @@ def _split(name: str, root: Path, items: list[tuple[Path, int, int | None]]) -> 
 
 
 def _stratified(items: list[tuple[Path, int, int | None]]) -> tuple[list, list]:
-    """A fixed 75/25 split of each class (at least one clip stays in train)."""
+    """A fixed 75/25 split of each class (one clip held out from two on; at least one stays in train)."""
     import numpy as np
 
     train, val = [], []
@@ -157,7 +157,7 @@ def _stratified(items: list[tuple[Path, int, int | None]]) -> tuple[list, list]:
     for label in sorted({lab for _, lab, _ in items}):
         mine = [it for it in items if it[1] == label]
         order = rng.permutation(len(mine))
-        n_val = min(len(mine) - 1, int(round(len(mine) * VAL_FRACTION)))
+        n_val = min(len(mine) - 1, max(1, int(round(len(mine) * VAL_FRACTION))))
         held = set(int(k) for k in order[:n_val])
         for k, it in enumerate(mine):
             (val if k in held else train).append(it)

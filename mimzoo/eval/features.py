@@ -23,6 +23,7 @@ from ..errors import MimzooError
 from ..data.loader import ImageDataset, eval_batches, make_loader
 from . import cache
 from .dist import Dist, get_dist
+from .video import clip_key, pool
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def feature_key(encoder: Any, split: ImageSplit) -> dict[str, Any]:
         "data": split.fingerprint(),
         "split": split.name,
         "preprocess": encoder.preprocess.to_timm(),
+        **({"clip": clip} if (clip := clip_key(encoder)) else {}),  # video models: frames, stride, sampling
     }
 
 
@@ -164,7 +166,7 @@ def _extract(encoder: Any, split: ImageSplit, tokens: bool, config: ExtractConfi
             skipped += batch.skipped
             if batch.images is not None:
                 t = encoder.forward_features(batch.images.to(p.device, p.dtype, non_blocking=True))
-                pooled.append(encoder.model.forward_head(t, pre_logits=True).float().cpu())
+                pooled.append(pool(encoder, t).float().cpu())
                 if tokens:
                     toks.append(_as_tokens(t).to("cpu", _TOKEN_DTYPES[config.token_dtype]))
                 labels.append(batch.labels)
