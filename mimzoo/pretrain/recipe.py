@@ -21,13 +21,14 @@ from typing import Any
 
 from ..errors import MimzooError
 
-MASKINGS = ("random-patch", "random-block", "blockwise", "multi-block")
+MASKINGS = ("random-patch", "random-block", "blockwise", "multi-block", "tube")
 TARGET_KINDS = ("pixels", "normalized-pixels", "hog", "ema-features", "teacher-features", "discrete-tokens")
 LOSS_KINDS = ("mse", "l1", "smooth-l1", "negative-cosine", "cross-entropy")
 # what the encoder sees and what predicts the target:
 #   mae: visible tokens only + transformer decoder;   mask-token: mask tokens + a light (linear) head;
 #   predictor: visible context + narrow transformer predictor (I-JEPA);   fcmae: dense masked ConvNeXt + conv decoder
-DECODER_KINDS = ("mae", "mask-token", "predictor", "fcmae")
+#   videomae: visible tubes of a video ViT + VideoMAE's decoder (needs tube masking and a video encoder)
+DECODER_KINDS = ("mae", "mask-token", "predictor", "fcmae", "videomae")
 FEATURE_NORMS = ("none", "layer", "instance")
 
 
@@ -143,6 +144,8 @@ class Recipe:
         if (self.loss.kind == "cross-entropy") != (self.target.kind == "discrete-tokens"):
             raise RecipeError("cross-entropy goes with discrete-tokens targets only; "
                               "set loss.kind and target.kind together")
+        if (self.decoder.kind == "videomae") != (self.masking.kind == "tube"):
+            raise RecipeError("decoder.kind=videomae and masking.kind=tube go together (video clips); set both")
         if self.decoder.kind == "predictor" and self.masking.kind != "multi-block":
             raise RecipeError("decoder.kind=predictor needs masking.kind=multi-block (context and target blocks)")
         self._check_ranges()
@@ -275,8 +278,8 @@ def find_recipe(method: str) -> Recipe:
     """The recipe of a method: the registry's ``Method.recipe``, else the plugin's ``recipe`` module.
 
     Lookup order: (1) ``get_registry().method(name).recipe``; (2) ``mimzoo_<name>.recipe:RECIPE`` for
-    first-party plugins whose Method does not carry its recipe yet; (3) the built-in recipes of
-    methods without a plugin (:mod:`mimzoo.pretrain.recipes_builtin`, e.g. MaskFeat).
+    first-party plugins whose Method does not carry its recipe yet. Every recipe belongs to a
+    registered method plugin; there are no built-in recipes.
 
     >>> find_recipe("mae").masking.ratio
     0.75
@@ -293,11 +296,7 @@ def find_recipe(method: str) -> Recipe:
     if recipe is None and registered:  # only registered names ever choose a module to import
         recipe = _plugin_module_recipe(method)
     if recipe is None:
-        from .recipes_builtin import BUILTIN
-
-        recipe = BUILTIN.get(method)
-    if recipe is None:
-        known = sorted({m.name for m in registry.methods() if _has_recipe(m)} | set(_builtin_names()))
+        known = sorted(m.name for m in registry.methods() if _has_recipe(m))
         from ..errors import closest_name
 
         close = closest_name(method, known)
@@ -319,9 +318,3 @@ def _plugin_module_recipe(method: str) -> Recipe | None:
 
 def _has_recipe(m: Any) -> bool:
     return m.recipe is not None or _plugin_module_recipe(m.name) is not None
-
-
-def _builtin_names() -> list[str]:
-    from .recipes_builtin import BUILTIN
-
-    return list(BUILTIN)
