@@ -5,7 +5,10 @@ Specs:
 - ``digits``: scikit-learn's handwritten digits, the training split only (the same stratified 75%
   that ``mimzoo eval --data digits`` trains its heads on, so its test split stays unseen), each
   8x8 image upscaled 4x with nearest neighbour to a 32x32 RGB image;
-- ``PATH`` or ``folder:PATH``: every image file under a folder (recursively; labels are ignored).
+- ``PATH`` or ``folder:PATH``: every image file under a folder (recursively; labels are ignored);
+- ``moving-digits[:...]`` / ``video-folder:PATH``: clips ``[C, T, H, W]`` for video models (the train
+  split; see :mod:`mimzoo.data.moving_digits`): each sample takes the encoder's ``num_frames`` frames
+  ``frame_stride`` apart from a random start (seeded like the crop), one crop box for every frame.
 
 Every sample is augmented with its own ``torch.Generator`` seeded from ``(seed, epoch, index)``,
 so an image looks the same whichever process, worker or resumed run loads it.
@@ -98,13 +101,39 @@ class FolderSource(ImageSource):
         return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
+class ClipSource(ImageSource):
+    """The train split of a video dataset spec: ``image(i)`` is every frame of clip i, ``[C, T, H, W]`` in [0, 1]."""
+
+    def __init__(self, spec: str):
+        from ..data import DataError, open_dataset
+
+        try:
+            src = open_dataset(spec)
+        except DataError as e:
+            raise PretrainDataError(str(e)) from e
+        self.split, self.name = src.train, src.name
+        self.flip_ok = src.flip_ok
+        self.interpolation = "bilinear"
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def image(self, i: int) -> torch.Tensor:
+        import numpy as np
+
+        frames = np.stack([np.asarray(f, dtype=np.uint8) for f in self.split.image(i)])  # [T, H, W, 3]
+        return torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+
+
 def open_source(spec: str) -> ImageSource:
-    """``"digits"``, ``"folder:PATH"`` or ``PATH``."""
+    """``"digits"``, ``"folder:PATH"`` or ``PATH``; ``moving-digits[:...]`` or ``video-folder:PATH`` for clips."""
     if not isinstance(spec, str) or not spec.strip():
         raise PretrainDataError("empty --data; pass digits or a folder of images")
     spec = spec.strip()
     if spec == "digits":
         return DigitsSource("train")
+    if spec.partition(":")[0] in ("moving-digits", "video-folder"):
+        return ClipSource(spec)
     return FolderSource(spec.removeprefix("folder:"))
 
 
@@ -123,17 +152,36 @@ class Augmenter:
         self.std = torch.tensor(preprocess.std).view(-1, 1, 1)
         self.scale, self.flip = augment.crop_scale, augment.hflip and source.flip_ok
         self.mode = source.interpolation
+        self.frames = (getattr(preprocess, "num_frames", None), getattr(preprocess, "frame_stride", 1) or 1)
 
     def __call__(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        top, left, h, w = self._crop_box(img.shape[1], img.shape[2], gen)
-        x = img[:, top : top + h, left : left + w].unsqueeze(0)
+        """``[C, H, W]`` -> ``[C, h, w]``; a clip ``[C, T, H, W]`` -> ``[C, num_frames, h, w]``."""
+        clip = img.ndim == 4
+        if clip:
+            img = self._frames(img, gen).transpose(0, 1)  # [T', C, H, W]: frames as a batch, one crop for all
+        top, left, h, w = self._crop_box(img.shape[-2], img.shape[-1], gen)
+        x = img[..., top : top + h, left : left + w]
+        x = x if clip else x.unsqueeze(0)
         kwargs = {} if self.mode == "nearest" else {"align_corners": False, "antialias": True}
-        x = F.interpolate(x, size=self.size, mode=self.mode, **kwargs).squeeze(0).clamp_(0.0, 1.0)
+        x = F.interpolate(x, size=self.size, mode=self.mode, **kwargs).clamp_(0.0, 1.0)
         if self.flip and torch.rand((), generator=gen) < 0.5:
             x = x.flip(-1)
-        if x.shape[0] != self.channels:
-            x = x[: self.channels] if self.channels < x.shape[0] else x.expand(self.channels, -1, -1)
-        return (x - self.mean) / self.std
+        if x.shape[1] != self.channels:
+            x = x[:, : self.channels] if self.channels < x.shape[1] else x.expand(-1, self.channels, -1, -1)
+        x = (x - self.mean) / self.std
+        return x.transpose(0, 1) if clip else x.squeeze(0)
+
+    def _frames(self, clip: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """`num_frames` frames `frame_stride` apart from a seeded random start (all frames without num_frames)."""
+        n, stride = self.frames
+        if n is None:
+            return clip
+        span, total = (n - 1) * stride + 1, clip.shape[1]
+        if total < span:
+            raise PretrainDataError(f"a clip has {total} frames; {n} frames at stride {stride} need {span}: "
+                                    f"use longer clips (moving-digits:frames={span})")
+        start = int(torch.randint(0, total - span + 1, (1,), generator=gen))
+        return clip[:, start : start + span : stride]
 
     def _crop_box(self, height: int, width: int, gen: torch.Generator) -> tuple[int, int, int, int]:
         """An area share in ``scale`` and aspect ratio in [3/4, 4/3] (log-uniform); 10 tries, then the full image."""
