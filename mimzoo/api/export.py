@@ -44,6 +44,7 @@ def export(
     overwrite: bool = False,
     cache_dir: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    head: str | Path | None = None,
 ) -> ExportResult:
     """Export a model to ONNX (fp32, fp16, INT8), a TensorRT engine or OpenVINO IR (fp32, bf16, INT8), and
     verify it against PyTorch.
@@ -72,6 +73,9 @@ def export(
         overwrite: replace an existing `output` folder (only after the new export passed).
         cache_dir: TensorRT timing/calibration caches (default ``~/.cache/mimzoo/tensorrt``).
         progress: called with one line per step (the CLI prints them on stderr).
+        head: a head folder (``mimzoo eval --save-head DIR``): export `model` plus that head as one task
+            model giving ``logits`` (classification) or ``logits`` and ``mask`` (segmentation), verified on
+            predictions too (see :mod:`mimzoo.exporters.task`); `model` must be the backbone it was trained on.
 
     Returns:
         An :class:`~mimzoo.exporters.pipeline.ExportResult` (``.path``, ``.meta``, ``.verification``).
@@ -82,6 +86,8 @@ def export(
     """
     spec = ExportSpec(format=format, precision=precision, batch=batch, img_size=img_size, opset=opset, tokens=tokens,
                       max_batch=max_batch, opt_batch=opt_batch, int8_method=int8_method)
+    if head is not None:  # a bad head folder fails in a second, before loading anything
+        _check_head(head, tokens)
     if spec.format == "tensorrt":  # fail in a second, before loading anything
         from ..exporters.tensorrt import require_tensorrt
 
@@ -90,12 +96,15 @@ def export(
         from ..exporters.openvino import require_openvino
 
         require_openvino(spec.precision)
-    out = Path(output) if output is not None else default_output(_name_of(model), spec)
+    out = Path(output) if output is not None else default_output(_name_of(model) if head is None else
+                                                                  f"{_name_of(model)}-{Path(head).name}", spec)
     vdata = VerifyData(data=None if data is None else str(data), images=images,
                        calibration_images=calibration_images, seed=seed)
     with output_lock(out):  # a second export to the same folder fails here, before loading anything
         check_output(out, overwrite)
         src = _source(model, pretrained=pretrained, weights=weights, seed=seed, img_size=img_size)
+        if head is not None:
+            src = _with_head(src, Path(head), spec.format)
         return run_export(src, out, spec, tolerances=dict(tolerances or {}), data=vdata, overwrite=overwrite,
                           say=progress or log.info, cache_dir=Path(cache_dir) if cache_dir else None)
 
@@ -215,6 +224,26 @@ def _source(model: Any, *, pretrained: bool, weights: Any, seed: int, img_size: 
     is_tag = isinstance(weights, str) and not any(c in weights for c in "/\\.") and not Path(weights).exists()
     tag = str(weights) if is_tag else None
     return Source(encoder, model=model, init_seed=seed if random_init else None, weights_tag=tag, img_size=img_size)
+
+
+def _check_head(head: str | Path, tokens: bool) -> None:
+    from ..exporters.spec import ExportError
+    from ..tasks import read_spec
+
+    if tokens:
+        raise ExportError("--tokens exports a backbone's tokens; a task model (--head) gives logits or a mask: "
+                          "drop --tokens or --head")
+    read_spec(head)
+
+
+def _with_head(src: Source, head: Path, fmt: str) -> Source:
+    """`src` as a task export: the backbone plus the head folder, as one model (mimzoo.exporters.task)."""
+    import dataclasses
+
+    from ..exporters.task import load_task_model
+
+    return dataclasses.replace(src, encoder=load_task_model(src.encoder, head, fmt), backbone=src.encoder,
+                               head_dir=head)
 
 
 def _cpu_float(encoder: Any) -> Any:

@@ -24,6 +24,14 @@ _ROWS = (
     ("knn_top1_export", "k-NN top-1 export (%)", None, ""),
     ("knn_top1_agreement", "k-NN agreement", "knn_top1_agreement", ">="),
     ("knn_top1_drop", "k-NN top-1 drop (points)", "knn_top1_drop", "<="),
+    ("top1_agreement", "top-1 agreement", None, ""),
+    ("top1_torch", "top-1 PyTorch (%)", None, ""),
+    ("top1_export", "top-1 export (%)", None, ""),
+    ("top1_drop", "top-1 drop (points)", "top1_drop", "<="),
+    ("pixel_agreement", "pixel agreement", None, ""),
+    ("miou_torch", "mIoU PyTorch (%)", None, ""),
+    ("miou_export", "mIoU export (%)", None, ""),
+    ("miou_drop", "mIoU drop (points)", "miou_drop", "<="),
 )
 
 
@@ -75,7 +83,7 @@ def _common_model_options(f: Any) -> Any:
         click.option("--images", type=int, help="How many real images to compare (default 128; 512 for INT8)."),
         click.option("--tol", "tol", multiple=True, metavar="KEY=VALUE",
                      help="Tolerance override, repeatable: max_abs, max_rel, cosine_min, knn_top1_agreement, "
-                          "knn_top1_drop."),
+                          "knn_top1_drop (task exports: top1_drop, miou_drop)."),
         click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
     ]
     for option in reversed(options):
@@ -102,6 +110,8 @@ def _common_model_options(f: Any) -> Any:
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-23).")
 @click.option("--tokens", is_flag=True, help="Also output the [N, L, D] tokens.")
+@click.option("--head", metavar="DIR", type=click.Path(file_okay=False),
+              help="Export MODEL plus this head (mimzoo eval --save-head DIR) as one task model: logits, or a mask.")
 @click.option("-o", "--output", metavar="DIR", help="Folder to write (default <model>-<onnx|trt>-<precision>).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing DIR (once the new export has passed).")
 @click.option("--int8-method", type=click.Choice(["auto", "dynamic", "static"]), default="auto", show_default=True,
@@ -116,7 +126,7 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
            threads: int | None, batch: str, img_size: int | None, opset: int, tokens: bool,
            output: str | None, overwrite: bool, int8_method: str, calibration_images: int, max_batch: int,
            opt_batch: int, weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
-           tol: tuple[str, ...], as_json: bool) -> None:
+           tol: tuple[str, ...], as_json: bool, head: str | None = None) -> None:
     """Export MODEL to ONNX, TensorRT or OpenVINO and verify it against PyTorch.
 
     Nothing is written unless verification passes. Examples:
@@ -128,12 +138,16 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
       mimzoo export mae-vit-b --format openvino --precision bf16
 
       mimzoo export mae-vit-b --target cpu -o mae-vit-b-cpu
+
+      mimzoo export mae-vit-b --head digits-head --int8   (backbone + head: logits)
     """
     from ..api.export import export as run
     from .outputs import check_output
 
     precision = _one_precision(ctx, fmt, trt, fp16, int8, precision, random_init, weights)
     check_output(output, folder=True)
+    if target and head:
+        raise click.UsageError("--target does not take --head yet; pick --format and --precision for a task model")
     if target:
         return _export_target(ctx, model, target, threads, output, batch, img_size, opset, tokens, overwrite,
                               calibration_images, weights, random_init, seed, data, images, tol, as_json)
@@ -142,7 +156,7 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
         opset=opset, tokens=tokens, pretrained=not random_init, weights=weights, seed=seed,
         data=None if data == "none" else data, images=images, calibration_images=calibration_images,
         tolerances=_tolerances(tol), int8_method=int8_method, max_batch=max_batch, opt_batch=opt_batch,
-        overwrite=overwrite, progress=_say,
+        overwrite=overwrite, progress=_say, head=head,
     )
     if as_json:
         click.echo(json.dumps(result.meta, indent=2))

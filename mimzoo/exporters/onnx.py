@@ -51,13 +51,17 @@ class OnnxExport:
 def export_module(encoder: Any, tokens: bool) -> Any:
     """The encoder as the exported graph sees it: pixel_values -> embedding (, tokens)."""
     torch = require("torch")
+    names = getattr(encoder, "output_names", None)  # a task model (mimzoo.tasks): its own outputs
 
     class _Exported(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.encoder = encoder
+            self.names = list(names) if names else output_names(tokens)
 
         def forward(self, pixel_values: Any) -> Any:
+            if names:
+                return self.encoder(pixel_values)  # (logits,) / (logits, probs) / (logits, mask)
             if not tokens:
                 return self.encoder(pixel_values)
             feats = self.encoder.model.forward_features(pixel_values)  # one pass for both outputs
@@ -123,13 +127,13 @@ def _dynamo(module: Any, example: Any, path: Path, spec: ExportSpec) -> None:
     torch = require("torch")
     shapes = None if not spec.dynamic else ({0: torch.export.Dim("batch", min=1, max=4096)},)
     torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=[INPUT],
-                      output_names=output_names(spec.tokens), dynamic_shapes=shapes, opset_version=spec.opset,
+                      output_names=module.names, dynamic_shapes=shapes, opset_version=spec.opset,
                       external_data=True, optimize=True, verbose=False, report=False)
 
 
 def _torchscript(module: Any, example: Any, path: Path, spec: ExportSpec) -> None:
     torch = require("torch")
-    names = output_names(spec.tokens)
+    names = module.names
     axes = {n: {0: "batch"} for n in [INPUT, *names]} if spec.dynamic else None
     import warnings
 

@@ -78,6 +78,13 @@ class Source:
     init_seed: int | None = None  # torch seed of a random-init encoder
     weights_tag: str | None = None  # weight-source tag it was loaded with
     img_size: int | None = None  # img_size it was loaded with
+    backbone: Any = None  # task exports: the backbone the head was trained on (encoder is then the TaskModel)
+    head_dir: Path | None = None  # task exports: the head folder (mimzoo.tasks), copied into the export
+
+    @property
+    def task(self) -> str | None:
+        """"classification" / "segmentation" for a task export, None for a backbone."""
+        return self.encoder.spec.task if self.head_dir is not None else None
 
 
 def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> VerifyInputs:
@@ -93,8 +100,9 @@ def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: b
     n_calib = data.calibration_images if calibrate else 0
     everything = load_images(data.data, n_verify + n_calib, seed=data.seed)
     verify_set, calib = everything.split(n_verify)
-    if tol.needs_knn and (verify_set.labels is None or len(verify_set) < 3):
-        raise ExportError(f"the {spec.precision} gate includes a k-NN check that needs labelled real images; "
+    if tol.needs_labels and (verify_set.labels is None or len(verify_set) < 3):
+        check = "k-NN" if tol.needs_knn else ("mIoU" if tol.miou_drop is not None else "top-1")
+        raise ExportError(f"the {spec.precision} gate includes a {check} check that needs labelled real images; "
                           "pass --data digits or a folder with one sub-folder per class")
     return calib, verify_set
 
@@ -118,7 +126,11 @@ def check_output(out: Path, overwrite: bool) -> None:
 
 def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[str, float] | None, data: VerifyData,
                    say: Say, cache_dir: Path | None) -> ExportResult:
-    tol = Tolerances.for_precision(spec.precision).updated(tolerances)
+    tol = Tolerances.for_precision(spec.precision).for_task(src.task).updated(tolerances)
+    if src.head_dir is not None:
+        from .task import check_labels
+
+        check_labels(src.encoder.spec, data.data)
     calibrate = spec.precision == "int8" and (spec.format in ("tensorrt", "openvino") or spec.int8_method != "dynamic")
     calib, verify_set = _load_data(spec, tol, data, calibrate)
     inputs = _inputs(src.encoder, spec, verify_set, data.seed)
@@ -136,6 +148,10 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
         rep, extra = _build(spec, scratch / ONNX_NAME, tmp, ref, inputs, tol, calib_x, say, cache_dir,
                             preprocess=src.encoder.preprocess.to_timm())
         shutil.rmtree(scratch)
+        if src.head_dir is not None:  # the head travels with the model, for verify and publish
+            from .task import copy_head
+
+            extra["task"] = copy_head(src.head_dir, tmp)
         if not rep["passed"]:
             tried = len(extra.get("int8", {}).get("attempts", []))
             plans_note = f" with each of {tried} INT8 plans; the last" if tried > 1 else ""
@@ -197,12 +213,16 @@ def _build(spec: ExportSpec, fp32: Path, tmp: Path, ref: Outputs, inputs: Verify
 
 
 def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    enc = src.encoder
+    enc = src.encoder if src.backbone is None else src.backbone  # provenance: the backbone verify rebuilds
     c, h, w = enc.preprocess.input_size
     n = spec.batch if isinstance(spec.batch, int) else "N"
     outputs = {"embedding": [n, enc.num_features]}
     if spec.tokens:
         outputs["tokens"] = [n, _num_tokens(enc), enc.num_features]
+    if src.head_dir is not None:
+        from .task import outputs_meta
+
+        outputs = outputs_meta(src.encoder, n)
     prov = provenance(enc, model=src.model, init_seed=src.init_seed, weights_tag=src.weights_tag, img_size=src.img_size)
     return build_meta(fmt=spec.format, precision=spec.precision, opset=info.opset, batch=spec.batch,
                       input_shape=[n, c, h, w], outputs=outputs, preprocess=enc.preprocess.to_timm(), prov=prov,
@@ -253,11 +273,17 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
     meta = info.meta
     spec = ExportSpec(format=meta["format"], precision=meta["precision"], batch=meta["batch"],
                       opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"])
+    task = ((meta.get("task") or {}).get("head") or {}).get("task") if "task" in meta else None
     # mimzoo's own gate for the precision (and the caller's explicit overrides), never the folder's
-    tol = Tolerances.for_precision(spec.precision).updated(tolerances)
+    tol = Tolerances.for_precision(spec.precision).for_task(task).updated(tolerances)
     if encoder is None:
         say(f"rebuilding {meta['provenance'].get('model')} from the export's provenance")
         encoder = rebuild_encoder(meta)
+    if "task" in meta:  # the task model: the export's own head/ on that backbone
+        from .task import check_labels, load_exported_task
+
+        encoder = load_exported_task(info.path, meta, encoder)
+        check_labels(encoder.spec, data.data)
     _check_shapes(meta, encoder, folder)
     _, verify_set = _load_data(spec, tol, data, calibrate=False)
     inputs = _inputs(encoder, spec, verify_set, data.seed)
@@ -305,6 +331,13 @@ def _check_shapes(meta: dict[str, Any], encoder: Any, folder: Path) -> None:
     if [int(v) for v in shape[1:]] != want:
         raise CorruptExportError(f"{folder} takes input {shape[1:]}, the model {want}: it is an export of another "
                                  "model; pass the right one with --model or export again")
+    if "task" in meta:
+        from .task import outputs_meta
+
+        want_out = outputs_meta(encoder, "N")
+        if {k: v[1:] for k, v in meta["outputs"].items()} != {k: v[1:] for k, v in want_out.items()}:
+            raise CorruptExportError(f"{folder} gives {meta['outputs']}, its head {want_out}: export again")
+        return
     names = output_names("tokens" in meta["outputs"])
     dims = meta["outputs"]["embedding"]
     if list(meta["outputs"]) != names or int(dims[-1]) != encoder.num_features:

@@ -68,6 +68,14 @@ def torch_runner(encoder: Any, tokens: bool) -> Runner:
     """Run the PyTorch encoder (in float32 on its own device) as a runner."""
     torch = require("torch")
     p = next(encoder.parameters())
+    names = getattr(encoder, "output_names", None)  # a task model (mimzoo.tasks): logits, mask / probs
+    if names is not None:
+        def run_task(x: np.ndarray) -> dict[str, np.ndarray]:
+            with torch.inference_mode():
+                outs = encoder(torch.from_numpy(x).to(device=p.device, dtype=p.dtype))
+                return {n: o.cpu().numpy() for n, o in zip(names, outs)}
+
+        return run_task
 
     def run(x: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
@@ -106,6 +114,8 @@ def _pairs(ref: Outputs, got: Outputs) -> list[tuple[np.ndarray, np.ndarray]]:
                 raise ValueError(f"the exported model gives no '{name}' output")
             if g[name].shape != value.shape:
                 raise ValueError(f"'{name}' has shape {tuple(g[name].shape)} in the export, {tuple(value.shape)} in PyTorch")
+            if not np.issubdtype(value.dtype, np.floating):  # a task model's mask: compared by agreement
+                continue
             pairs.append((value.reshape(len(value), -1).astype(np.float64), g[name].reshape(len(value), -1).astype(np.float64)))
     return pairs
 
@@ -160,9 +170,15 @@ def report(ref: Outputs, got: Outputs, inputs: VerifyInputs, tolerances: Toleran
     """The verification block of export.json: figures, tolerances and whether they pass."""
     figures: dict[str, Any] = compare(ref, got)
     knn: dict[str, float] = {}
-    if inputs.labels is not None and ref.real is not None and got.real is not None:
+    task: dict[str, float] = {}
+    if "logits" in (ref.real or ref.random[0]):  # a task export: predictions instead of k-NN
+        from .task import figures as task_figures
+
+        task = task_figures(ref, got, inputs.labels)
+    elif inputs.labels is not None and ref.real is not None and got.real is not None:
         knn = knn_figures(ref.real["embedding"], got.real["embedding"], inputs.labels)
     figures.update(knn)
+    figures.update(task)
     failures = tolerances.failures(figures)
     return {
         "passed": not failures,
@@ -178,6 +194,7 @@ def report(ref: Outputs, got: Outputs, inputs: VerifyInputs, tolerances: Toleran
         "knn_top1_torch": knn.get("knn_top1_torch"),
         "knn_top1_export": knn.get("knn_top1_export"),
         "knn_top1_drop": knn.get("knn_top1_drop"),
+        **task,
         "failures": failures,
     }
 
@@ -185,6 +202,12 @@ def report(ref: Outputs, got: Outputs, inputs: VerifyInputs, tolerances: Toleran
 def summary(rep: dict[str, Any]) -> str:
     """One line of the figures, for logs and error messages."""
     parts = [f"max_abs={rep['max_abs']:.3g}", f"max_rel={rep['max_rel']:.3g}", f"cosine_min={rep['cosine_min']:.6f}"]
+    for key, label in (("top1_agreement", "top-1 agreement"), ("pixel_agreement", "pixel agreement")):
+        if rep.get(key) is not None:
+            parts.append(f"{label} {rep[key]:.4f}")
+    for key, label in (("top1", "top-1"), ("miou", "mIoU")):
+        if rep.get(f"{key}_drop") is not None:
+            parts.append(f"{label} {rep[f'{key}_torch']:.2f}% -> {rep[f'{key}_export']:.2f}%")
     if rep.get("knn_top1_drop") is not None:
         parts.append(f"knn top-1 {rep['knn_top1_torch']:.2f}% -> {rep['knn_top1_export']:.2f}% "
                      f"(agreement {rep['knn_top1_agreement']:.3f})")

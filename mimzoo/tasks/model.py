@@ -49,6 +49,11 @@ class TaskModel(nn.Module):
     def info(self) -> Any:
         return self.encoder.info
 
+    @property
+    def transform(self) -> Any:
+        """The backbone's image transform (PIL -> normalised ``[C, H, W]``)."""
+        return self.encoder.transform
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the head consumes: the pooled embedding ``[N, D]`` or the patch grid ``[N, D, h, w]``."""
         if self.spec.consumes == "pooled":

@@ -1,0 +1,140 @@
+"""Task exports: a backbone plus a trained head (:mod:`mimzoo.tasks`) exported as one verified model.
+
+The graph gives ``logits`` ``[N, K]`` for classification, or ``logits`` ``[N, K, H, W]`` and ``mask``
+``[N, H, W]`` for segmentation (int64; int32 in TensorRT engines, whose ArgMax gives int32). The
+head folder travels inside the export as ``head/`` (JSON + safetensors; digests in export.json),
+so ``mimzoo verify DIR`` rebuilds the same PyTorch task model. Verification adds, on every batch:
+
+- ``top1_agreement`` (classification: share of images whose argmax class matches PyTorch's) or
+  ``pixel_agreement`` (segmentation: share of mask pixels that match);
+- with labelled real images: ``top1_torch`` / ``top1_export`` / ``top1_drop`` (points), or
+  ``miou_torch`` / ``miou_export`` / ``miou_drop`` against ground-truth masks;
+
+and the INT8 gate bounds ``top1_drop`` (or ``miou_drop``) instead of the k-NN drop. max_abs,
+max_rel and cosine_min are taken over the logits (the mask is compared by agreement only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .spec import ExportError
+
+HEAD_DIR = "head"  # the head folder's copy inside a task export
+HEAD_FILES = ("head.json", "head.safetensors", "backbone.safetensors")
+
+
+def load_task_model(backbone: Any, head_dir: str | Path, fmt: str = "onnx") -> Any:
+    """Backbone + head folder -> TaskModel (CPU, float32, eval); refuses a backbone the head was not trained on."""
+    import torch
+
+    from ..tasks import load_head
+
+    dtype = torch.int32 if fmt == "tensorrt" else torch.int64  # TensorRT's ArgMax/TopK indices are int32
+    return load_head(head_dir, backbone, mask_dtype=dtype).to(device="cpu", dtype=torch.float32).eval()
+
+
+def copy_head(head_dir: str | Path, dst: Path) -> dict[str, Any]:
+    """Copy the head folder's files to ``dst/head``; returns export.json's ``task`` block (spec + digests)."""
+    from ..tasks import read_spec
+
+    spec = read_spec(head_dir)
+    (dst / HEAD_DIR).mkdir()
+    digests = {}
+    for name in HEAD_FILES:
+        src = Path(head_dir) / name
+        if src.is_file():
+            shutil.copyfile(src, dst / HEAD_DIR / name)
+            digests[name] = _sha256(dst / HEAD_DIR / name)
+    return {"head": spec.to_json(), "files_sha256": digests}
+
+
+def load_exported_task(folder: Path, meta: dict[str, Any], backbone: Any) -> Any:
+    """The PyTorch task model of task export `folder`: its ``head/`` (unchanged since export) on `backbone`."""
+    from .metadata import CorruptExportError
+
+    task = meta["task"]
+    head = folder / HEAD_DIR
+    files = task.get("files_sha256") or {}
+    for name in HEAD_FILES:
+        path = head / name
+        if (name in files) != path.is_file() or (path.is_file() and _sha256(path) != files[name]):
+            raise CorruptExportError(f"{head}/{name} is missing or differs from the head this model was exported "
+                                     "with; copy the whole export folder, or export again")
+    return load_task_model(backbone, head, str(meta.get("format")))
+
+
+def check_labels(spec: Any, data: str | None) -> None:
+    """Refuse verification images whose classes are not the head's labels (top-1 against them means nothing)."""
+    if data is None or str(data).lower() == "none" or spec.task != "classification":
+        return
+    if str(data).lower() == "digits":
+        names = tuple(str(i) for i in range(10))
+    else:
+        folder = Path(data).expanduser()
+        names = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        if not names:
+            return  # unlabelled images: agreement only
+    if names != tuple(spec.labels):
+        shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        raise ExportError(f"the verification images' classes ({shown}) are not the head's {spec.num_classes} labels; "
+                          f"pass --data {spec.dataset or 'DIR'} (what the head was trained on), or --data none")
+
+
+def outputs_meta(task: Any, n: Any) -> dict[str, list[Any]]:
+    """export.json ``outputs`` of a task model: names -> shapes (N and the input's H, W)."""
+    _, h, w = task.preprocess.input_size
+    k = task.spec.num_classes
+    if task.spec.task == "segmentation":
+        return {"logits": [n, k, h, w], "mask": [n, h, w]}
+    return {"logits": [n, k], **({"probs": [n, k]} if task.probs else {})}
+
+
+def figures(ref: Any, got: Any, labels: np.ndarray | None) -> dict[str, float]:
+    """Prediction agreement over every batch, and top-1 / mIoU of both models on the labelled real images."""
+    seg = "mask" in (ref.real or ref.random[0])
+    pairs = [(r, g) for r, g in zip(ref.random + [ref.real or {}], got.random + [got.real or {}]) if r]
+    same = total = 0
+    for r, g in pairs:
+        pr, pg = _pred(r, seg), _pred(g, seg)
+        same += int((pr == pg).sum())
+        total += pr.size
+    out = {("pixel_agreement" if seg else "top1_agreement"): same / max(total, 1)}
+    if labels is None or ref.real is None or got.real is None:
+        return out
+    pr, pg = _pred(ref.real, seg), _pred(got.real, seg)
+    if seg:
+        k = int(ref.real["logits"].shape[1])
+        t, e = miou(pr, labels, k), miou(pg, labels, k)
+        return {**out, "miou_torch": t, "miou_export": e, "miou_drop": t - e}
+    t, e = float((pr == labels).mean() * 100), float((pg == labels).mean() * 100)
+    return {**out, "top1_torch": t, "top1_export": e, "top1_drop": t - e}
+
+
+def miou(pred: np.ndarray, truth: np.ndarray, num_classes: int, ignore: int = 255) -> float:
+    """Mean intersection-over-union (percent) over the classes present in `truth` or `pred`."""
+    keep = truth != ignore
+    p, t = pred[keep].astype(np.int64), truth[keep].astype(np.int64)
+    inter = np.bincount(t[p == t], minlength=num_classes)[:num_classes]
+    area_p = np.bincount(p, minlength=num_classes)[:num_classes]
+    area_t = np.bincount(t, minlength=num_classes)[:num_classes]
+    union = area_p + area_t - inter
+    present = union > 0
+    return float((inter[present] / union[present]).mean() * 100) if present.any() else 100.0
+
+
+def _pred(out: dict[str, np.ndarray], seg: bool) -> np.ndarray:
+    return out["mask"].astype(np.int64) if seg else out["logits"].argmax(-1)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
