@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import MimzooError
 from ..eval.results import TASKS, EvalRecord, model_index, read_results, write_results
+from ..eval.seg import SEG_TASKS
 
 log = logging.getLogger(__name__)
 FEATURE_TASKS = ("knn", "linear", "attentive")  # tasks that run on cached frozen features
@@ -43,9 +44,11 @@ def evaluate(
     Args:
         model: anything :func:`mimzoo.load` accepts (zoo name, ``"hf-hub:org/name"``, a model
             folder), or an encoder already loaded.
-        task: "knn", "linear", "attentive", "finetune", a list of them, or "all". The frozen-feature
-            tasks share one feature extraction (and its cache).
-        data: "digits", "cifar10:PATH", "cifar100:PATH" or an image folder with train/ and val/.
+        task: "knn", "linear", "attentive", "finetune", a list of them, or "all" (these four); or
+            "seg-linear" alone, on segmentation data. The frozen-feature tasks share one feature
+            extraction (and its cache).
+        data: "digits", "cifar10:PATH", "cifar100:PATH" or an image folder with train/ and val/; for
+            seg-linear "digit-scenes", "ade20k:PATH", "voc:PATH" or "seg-folder:PATH".
         pretrained: load the zoo model's pretrained weights (False: random init, seeded by `seed`).
         weights: a checkpoint file or weight-source tag for zoo names.
         img_size: evaluate at another input size (position embeddings are interpolated).
@@ -82,13 +85,19 @@ def evaluate(
     configs, extract_cfg = build_configs(tasks, {**opts, "cache_dir": str(cache_dir) if cache_dir else None})
     _check_counts(subset=subset, eval_subset=eval_subset)
     check_device(device)
-    source = open_dataset(data)  # before the model: a bad spec fails fast
+    seg = _segmentation_tasks(tasks, data, configs, save_head)
+    source = _open_segmentation(data) if seg else open_dataset(data)  # before the model: a bad spec fails fast
     dist = get_dist(device)
+    if seg and dist.world > 1:
+        raise MimzooError("--task seg-linear runs in one process; run it without torchrun")
     encoder, name = _load(model, pretrained=pretrained, weights=weights, img_size=img_size,
                           seed=int(opts.get("seed", 0)), dist=dist)
-    from ..eval.video import match_source
+    if seg:
+        from ..data.segmentation import seg_subset as take
+    else:
+        from ..eval.video import match_source
 
-    source = match_source(encoder, source, tasks, name)  # video: clips sampled as the model expects
+        source = match_source(encoder, source, tasks, name)  # video: clips sampled as the model expects
     train, ev = take(source.train, subset), take(source.eval, eval_subset)
     common = {"data": data, "weights": _weights_source(encoder), "input_size": list(encoder.preprocess.input_size),
               "world_size": dist.world}
@@ -97,8 +106,14 @@ def evaluate(
     for t in tasks:
         start = time.perf_counter()
         trained: dict[str, Any] = {}
-        metrics, extra = _run_task(t, configs[t], encoder, source, train, ev, feats, cache_dir, dist, progress,
-                                   trained=trained)
+        if seg:
+            from ..eval.seg.run import run_seg_linear
+
+            metrics, extra = run_seg_linear(encoder, name, source, train, ev, configs[t], extract_cfg, device=dist.device,
+                                            progress=progress, output=output, trained=trained)
+        else:
+            metrics, extra = _run_task(t, configs[t], encoder, source, train, ev, feats, cache_dir, dist, progress,
+                                       trained=trained)
         extra["seconds"] = round(time.perf_counter() - start, 2)
         if save_head is not None and dist.is_main:
             from ..tasks.from_eval import save_eval_head
@@ -118,7 +133,7 @@ def parse_tasks(task: str | Sequence[str]) -> list[str]:
     items = [task] if isinstance(task, str) else list(task)
     names = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
     if names == ["all"]:
-        return list(TASKS)
+        return [t for t in TASKS if t not in SEG_TASKS]  # segmentation needs other data: asked for by name
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
         raise MimzooError(f"unknown task '{(unknown or [''])[0]}'; use {', '.join(TASKS)} or all")
@@ -132,8 +147,10 @@ def _config_classes() -> dict[str, type]:
     from ..eval.knn import KnnConfig
     from ..eval.linear import LinearConfig
 
+    from ..eval.seg.probe import SegLinearConfig
+
     return {"knn": KnnConfig, "linear": LinearConfig, "attentive": AttentiveConfig, "finetune": FinetuneConfig,
-            "extract": ExtractConfig}
+            "seg-linear": SegLinearConfig, "extract": ExtractConfig}
 
 
 def option_names() -> dict[str, list[str]]:
@@ -165,6 +182,32 @@ def build_configs(tasks: list[str], opts: dict[str, Any]) -> tuple[dict[str, Any
     return {t: built[t] for t in tasks}, built["extract"]
 
 
+def _segmentation_tasks(tasks: list[str], data: str, configs: dict[str, Any], save_head: Any) -> bool:
+    """Whether this run is a segmentation probe; refuses mixing it with classification tasks or data."""
+    from ..data.segmentation import SEG_SPEC_HELP, is_segmentation_spec
+
+    seg = [t for t in tasks if t in SEG_TASKS]
+    if not seg:
+        if is_segmentation_spec(data):
+            raise MimzooError(f"{data} is a segmentation dataset; run it with --task seg-linear")
+        return False
+    if len(seg) != len(tasks):
+        raise MimzooError(f"--task {seg[0]} needs segmentation data ({SEG_SPEC_HELP}); run it apart from "
+                          f"{', '.join(t for t in tasks if t not in SEG_TASKS)}")
+    if not is_segmentation_spec(data):
+        raise MimzooError(f"--task {seg[0]} needs a segmentation dataset, not '{data}'; pass --data {SEG_SPEC_HELP}")
+    if save_head is not None and configs[seg[0]].seg_head != "linear":
+        raise MimzooError("--save-head saves the linear seg head; the multiscale head reads intermediate stages, "
+                          "which exported task models do not; drop --save-head or --set seg_head=multiscale")
+    return True
+
+
+def _open_segmentation(data: str) -> Any:
+    from ..data.segmentation import open_segmentation
+
+    return open_segmentation(data)
+
+
 def _check_counts(**counts: int | None) -> None:
     for name, n in counts.items():
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
@@ -175,7 +218,7 @@ def _check_counts(**counts: int | None) -> None:
 def _route(key: str, fields: dict[str, dict[str, Any]]) -> tuple[list[str], str]:
     """The configs an option goes to, and its field name there."""
     for t in fields:
-        if key.startswith(f"{t}_") and key[len(t) + 1:] in fields[t]:
+        if key.startswith(f"{t.replace('-', '_')}_") and key[len(t) + 1:] in fields[t]:  # seg-linear: seg_linear_
             return [t], key[len(t) + 1:]
     # a bare batch_size means the heads' batch; extraction's is extract_batch_size
     targets = [t for t in fields if key in fields[t] and (t, key) != ("extract", "batch_size")]

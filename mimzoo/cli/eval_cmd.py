@@ -17,7 +17,7 @@ import click
 from .options import checked_device, device_option, refuse_conflicts
 from .table import render
 
-TASK_CHOICES = ("knn", "linear", "attentive", "finetune", "all")
+TASK_CHOICES = ("knn", "linear", "attentive", "finetune", "all", "seg-linear")
 
 
 class ProgressBar:
@@ -62,10 +62,12 @@ class ProgressBar:
 @click.command("eval")
 @click.argument("model")
 @click.option("--task", "-t", "tasks", multiple=True, default=("knn",), show_default=True,
-              help="knn, linear, attentive, finetune or all; repeat or comma-separate for several.")
+              help="knn, linear, attentive, finetune or all; repeat or comma-separate for several; "
+                   "seg-linear (alone) on segmentation data.")
 @click.option("--data", "-d", default="digits", show_default=True,
               help="digits, cifar10:PATH, cifar100:PATH, an image folder with train/ and val/; for video "
-                   "models moving-digits[:frames=16,label=pair|direction] or video-folder:PATH.")
+                   "models moving-digits[:frames=16,label=pair|direction] or video-folder:PATH; for seg-linear "
+                   "digit-scenes, ade20k:PATH, voc:PATH or seg-folder:PATH.")
 @click.option("--random-init", is_flag=True, help="Do not load pretrained weights (zoo names).")
 @click.option("--weights", help="Checkpoint file or weight-source tag to load into a zoo model.")
 @click.option("--img-size", type=int, help="Evaluate at this input size (position embeddings interpolated).")
@@ -95,6 +97,8 @@ class ProgressBar:
 @click.option("--save-head", type=click.Path(file_okay=False),
               help="Save the trained head (one --task: linear, finetune or seg-linear) for mimzoo export --head DIR.")
 @click.option("--overwrite", is_flag=True, help="Replace the --save-head folder if mimzoo wrote it.")
+@click.option("--show", type=int, help="seg-linear: write image | ground truth | prediction of N test images "
+                                       "beside -o FILE (FILE.seg.png).")
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON instead of a table.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, weights: str | None,
@@ -111,11 +115,12 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
       mimzoo eval mae-vit-b --task knn --data digits
       mimzoo eval mae-vit-b --task linear --task attentive --data cifar100:~/data -o eval.json
       mimzoo eval ./my-encoder --task finetune --data ~/data/imagenette --epochs 20
+      mimzoo eval mae-vit-digits --task seg-linear --data digit-scenes --show 6 -o seg.json
       mimzoo eval videomae-vit-digits --task knn,linear --data moving-digits
     """
     from ..api.evaluate import evaluate
     from ..eval.dist import shutdown
-    from ..eval.results import TABLE_COLUMNS, table_rows
+    from ..eval.results import table_columns, table_rows
     from ..errors import MimzooError
     from .outputs import check_output
 
@@ -126,6 +131,8 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     check_output(cache_dir, option="--cache-dir", folder=True)
     check_output(opts.get("run_dir"), option="--run-dir", folder=True)
     check_output(save_head, option="--save-head", folder=True)
+    if opts.get("show") and not output:
+        raise MimzooError("--show writes its picture beside the results file; pass -o FILE as well")
 
     main = int(os.environ.get("RANK", "0")) == 0
     opts = {k: v for k, v in opts.items() if v is not None}
@@ -152,7 +159,7 @@ def eval_cmd(model: str, tasks: tuple[str, ...], data: str, random_init: bool, w
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in records], indent=2))
     else:
-        click.echo(render(table_rows(records), TABLE_COLUMNS))
+        click.echo(render(table_rows(records), table_columns(records)))
     skipped = max((r.config.get("skipped") or 0 for r in records), default=0)
     if skipped:
         click.echo(f"note: {skipped} images could not be decoded and were skipped (run with -v for the first)", err=True)

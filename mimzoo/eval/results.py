@@ -2,9 +2,12 @@
 
 A results file is a JSON list of records::
 
-    {"model": str, "task": "knn"|"linear"|"attentive"|"finetune", "dataset": str,
+    {"model": str, "task": "knn"|"linear"|"attentive"|"finetune"|"seg-linear", "dataset": str,
      "split": "val"|"test", "metrics": {"top1": float (percent), "top5": float?},
      "config": {...}, "mimzoo_version": str}
+
+(``seg-linear`` records hold ``{"miou", "pixel_acc", "macc"}`` instead, and the per-class IoU in
+``config["per_class_iou"]``.)
 
 Writing merges into an existing file: a new record replaces the one with the same model, task,
 dataset and split, so one file can collect a whole table over several runs.
@@ -27,7 +30,9 @@ TASKS = {
     "linear": "Linear probe on frozen features",
     "attentive": "Attentive probe on frozen features",
     "finetune": "End-to-end fine-tuning",
+    "seg-linear": "Linear segmentation probe on frozen patch tokens",
 }
+SEG_METRICS = {"miou": ("mean_iou", "mIoU"), "pixel_acc": ("pixel_accuracy", "pixel accuracy")}  # key: (type, name)
 
 
 class ResultsFileError(MimzooError):
@@ -137,11 +142,16 @@ def model_index(records: Iterable[EvalRecord | Mapping[str, Any]], model_name: s
         task, metrics = rec["task"], rec["metrics"]
         if task not in TASKS:
             raise ResultsFileError(f"record task '{task}' is not one of {', '.join(TASKS)}")
-        values = [{"type": "accuracy", "name": f"top-1 accuracy ({task})", "value": float(metrics["top1"])}]
+        if task == "seg-linear":  # segmentation: mIoU (and pixel accuracy), in percent
+            values = [{"type": kind, "name": f"{label} ({task})", "value": float(metrics[key])}
+                      for key, (kind, label) in SEG_METRICS.items() if metrics.get(key) is not None]
+        else:
+            values = [{"type": "accuracy", "name": f"top-1 accuracy ({task})", "value": float(metrics["top1"])}]
         if metrics.get("top5") is not None:
             values.append({"type": "accuracy", "name": f"top-5 accuracy ({task})", "value": float(metrics["top5"])})
         results.append({
-            "task": {"type": "image-classification", "name": TASKS[task]},
+            "task": {"type": "image-segmentation" if task == "seg-linear" else "image-classification",
+                     "name": TASKS[task]},
             "dataset": {"type": rec["dataset"], "name": rec["dataset"], "split": rec.get("split", "val")},
             "metrics": values,
         })
@@ -153,10 +163,29 @@ def table_rows(records: Iterable[EvalRecord]) -> list[dict[str, Any]]:
     rows = []
     for r in records:
         c = r.config
+        m = r.metrics
         rows.append({"model": r.model, "task": r.task, "dataset": r.dataset, "split": r.split,
-                     "top1": round(r.top1, 2), "top5": None if r.top5 is None else round(r.top5, 2),
+                     "top1": None if m.get("top1") is None else round(r.top1, 2),
+                     "top5": None if r.top5 is None else round(r.top5, 2),
+                     "miou": None if m.get("miou") is None else round(m["miou"], 2),
+                     "pixel_acc": None if m.get("pixel_acc") is None else round(m["pixel_acc"], 2),
                      "train": c.get("train_images"), "eval": c.get("eval_images"), "seconds": c.get("seconds")})
     return rows
+
+
+SEG_TABLE_COLUMNS = [("model", "model"), ("task", "task"), ("dataset", "dataset"), ("split", "split"),
+                     ("miou", "mIoU %"), ("pixel_acc", "pixel acc %"), ("train", "train imgs"), ("eval", "eval imgs"),
+                     ("seconds", "seconds")]
+
+
+def table_columns(records: Iterable[EvalRecord]) -> list[tuple[str, str]]:
+    """The table's columns: classification's, segmentation's, or both when the records mix them."""
+    kinds = {r.task == "seg-linear" for r in records}
+    if kinds == {True}:
+        return SEG_TABLE_COLUMNS
+    if kinds == {False} or not kinds:
+        return TABLE_COLUMNS
+    return TABLE_COLUMNS[:6] + SEG_TABLE_COLUMNS[4:6] + TABLE_COLUMNS[6:]
 
 
 TABLE_COLUMNS = [("model", "model"), ("task", "task"), ("dataset", "dataset"), ("split", "split"), ("top1", "top-1 %"),
