@@ -103,9 +103,10 @@ class ClipSplit(ImageSplit):
 
     Sampling is a model's business (its ``Preprocess.num_frames`` and ``frame_stride``): evaluation binds
     them with ``split.sampled(n, stride)``, which takes ``n`` frames ``stride`` apart from the middle of
-    each clip (center sampling, deterministic). A clip shorter than the ``(n - 1) * stride + 1`` frames
-    that needs is refused (a ``ValueError`` naming it, which the loader reports as a skip); it is never
-    looped. Unbound (``num_frames`` None), every frame is returned.
+    each clip (center sampling, deterministic; the same frames as ``mimzoo.encoders.video.clip_indices``).
+    A clip shorter than the ``(n - 1) * stride + 1`` frames that needs is refused (a ``ValueError`` naming
+    it, which the loader reports as a skip) rather than padded with repeats of its last frame, as the
+    encoder's own transform would pad a short list. Unbound (``num_frames`` None), every frame is returned.
     """
 
     num_frames: int | None = None  # frames per sampled clip (None: all)
@@ -133,7 +134,7 @@ class ClipSplit(ImageSplit):
         if total < span:
             raise ValueError(f"{what} has {total} frames; {self.num_frames} frames at stride {self.frame_stride} "
                              f"need {span}: use longer clips or a model with fewer frames")
-        start = (total - span) // 2
+        start = max(0, (total - self.num_frames * self.frame_stride) // 2)  # as encoders.video.clip_indices
         return list(range(start, start + span, self.frame_stride))
 
     def sampling_tag(self) -> str:
