@@ -62,19 +62,28 @@ def build_timm(
 
     Args:
         arch: timm architecture name, e.g. "vit_base_patch16_224".
-        pooling: timm `global_pool` value ("token", "avg", ...).
+        pooling: timm `global_pool` value ("token", "avg", ...), or "token-avg" (see encoders/pooling.py).
         model_kwargs: extra constructor kwargs (depth, patch size, ...).
         img_size: input size for architectures with fixed position embeddings; ignored by
             architectures that take any input size.
     """
     check_img_size(arch, model_kwargs, img_size)
     timm = require("timm")
+    from .pooling import apply_pooling, timm_global_pool
+
     kwargs = dict(model_kwargs or {})
-    kwargs.update(num_classes=0, global_pool=pooling)
+    kwargs.update(num_classes=0, global_pool=timm_global_pool(pooling))  # "token-avg" is pooled by mimzoo
     if img_size is not None:
         kwargs["img_size"] = img_size
+    if arch == "video_vit":  # mimzoo's own video ViT (VideoMAE); see mimzoo/encoders/video.py
+        from .video import build_video_vit
+
+        try:
+            return build_video_vit(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise MimzooError(f"cannot build video_vit with {sorted(kwargs)} ({e}); check the model arguments") from e
     try:
-        return timm.create_model(arch, pretrained=False, **kwargs)
+        return apply_pooling(timm.create_model(arch, pretrained=False, **kwargs), pooling)
     except RuntimeError as e:
         if "Unknown model" in str(e) or "Invalid pretrained tag" in str(e):
             raise PluginError(f"timm {timm.__version__} has no architecture '{arch}'; upgrade timm") from e
@@ -82,7 +91,7 @@ def build_timm(
     except TypeError as e:
         if img_size is not None and "img_size" in str(e):
             kwargs.pop("img_size")  # convnets and other size-agnostic encoders
-            return timm.create_model(arch, pretrained=False, **kwargs)
+            return apply_pooling(timm.create_model(arch, pretrained=False, **kwargs), pooling)
         raise MimzooError(f"cannot build '{arch}' with {sorted(kwargs)} ({e}); check the model arguments") from e
 
 

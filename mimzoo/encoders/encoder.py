@@ -6,7 +6,9 @@ One contract for heads, export and the Hub:
 - ``encoder.forward_features(x)`` -> ``[N, L, D]`` tokens, prefix tokens first for ViTs; the
   final feature map of convnets and of Swin-like models is flattened row-major into tokens too,
   so probes and exporters see one shape;
-- ``encoder.num_features`` -> ``D``;
+- ``encoder.num_features`` -> ``D``, the pooled width; ``encoder.token_dim`` the width of a token,
+  the same ``D`` except for "token-avg" pooling ([CLS] + mean of the patch tokens, DINOv2's linear
+  probe), whose embedding is ``2 * token_dim`` wide;
 - ``encoder.preprocess`` (a :class:`~mimzoo.registry.contract.Preprocess`) and
   ``encoder.transform`` (a ready transform for PIL images).
 """
@@ -53,6 +55,13 @@ class Encoder(nn.Module):
 
     @property
     def num_features(self) -> int:
+        """Width of the pooled embedding ``encoder(x)``: the token width, or twice it for "token-avg"."""
+        return self.token_dim * (2 if getattr(self.model, "token_avg", False) else 1)
+
+    @property
+    def token_dim(self) -> int:
+        """Width of each token of :meth:`forward_features` (equal to :attr:`num_features` unless the pooling
+        concatenates two of them, as "token-avg" does)."""
         return int(self.model.num_features)
 
     @property
@@ -61,9 +70,16 @@ class Encoder(nn.Module):
 
     @property
     def transform(self) -> Any:
-        """Transform turning a PIL image into the normalised ``[C, H, W]`` tensor this encoder expects."""
+        """Transform turning a PIL image into the normalised ``[C, H, W]`` tensor this encoder expects; for a
+        video encoder (``preprocess.num_frames`` set), a list of PIL frames or a ``[T, H, W, C]`` uint8 array
+        into the ``[C, T, H, W]`` clip (see :class:`~mimzoo.encoders.video.ClipTransform`)."""
         if self._transform is None:
-            self._transform = make_transform(self.preprocess)
+            if self.preprocess.is_video:
+                from .video import ClipTransform
+
+                self._transform = ClipTransform(self.preprocess)
+            else:
+                self._transform = make_transform(self.preprocess)
         return self._transform
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +99,7 @@ class Encoder(nn.Module):
 
     @torch.inference_mode()
     def embed_images(self, images: list[Any], batch_size: int = 32) -> torch.Tensor:
-        """Pooled embeddings of PIL images, preprocessed with :attr:`transform`."""
+        """Pooled embeddings of PIL images (of clips, for a video encoder), preprocessed with :attr:`transform`."""
         p = next(self.parameters())
         out = []
         for i in range(0, len(images), batch_size):

@@ -22,13 +22,16 @@ from typing import Any
 from ..errors import MimzooError
 
 MASKINGS = ("random-patch", "random-block", "blockwise", "multi-block", "tube")
-TARGET_KINDS = ("pixels", "normalized-pixels", "hog", "ema-features", "teacher-features", "discrete-tokens")
-LOSS_KINDS = ("mse", "l1", "smooth-l1", "negative-cosine", "cross-entropy")
+# online-tokenizer: an EMA teacher + projection head whose centred, sharpened softmax is the target (iBOT)
+TARGET_KINDS = ("pixels", "normalized-pixels", "hog", "ema-features", "teacher-features", "discrete-tokens",
+                "online-tokenizer")
+LOSS_KINDS = ("mse", "l1", "smooth-l1", "negative-cosine", "cross-entropy", "self-distillation")
 # what the encoder sees and what predicts the target:
 #   mae: visible tokens only + transformer decoder;   mask-token: mask tokens + a light (linear) head;
 #   predictor: visible context + narrow transformer predictor (I-JEPA);   fcmae: dense masked ConvNeXt + conv decoder
 #   videomae: visible tubes of a video ViT + VideoMAE's decoder (needs tube masking and a video encoder)
-DECODER_KINDS = ("mae", "mask-token", "predictor", "fcmae", "videomae")
+#   projection-head: mask tokens + DINO/iBOT MLP head to K prototypes, student of an EMA teacher (see `distill`)
+DECODER_KINDS = ("mae", "mask-token", "predictor", "fcmae", "videomae", "projection-head")
 FEATURE_NORMS = ("none", "layer", "instance")
 
 
@@ -51,6 +54,8 @@ class Masking:
     target_aspect: tuple[float, float] = (0.75, 1.5)  # multi-block: aspect ratio of target blocks
     context_scale: tuple[float, float] = (0.85, 1.0)  # multi-block: context block area, before targets are cut out
     min_keep: int = 4  # multi-block: fewest context patches a sample may keep
+    ratio_var: float = 0.0  # blockwise: each image draws its ratio uniformly in ratio +- ratio_var (iBOT: 0.2)
+    unmasked_share: float = 0.0  # blockwise: share of images left unmasked (iBOT: 0.5 of the views)
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,29 @@ class Augment:
 
     crop_scale: tuple[float, float] = (0.2, 1.0)  # random-resized-crop area range
     hflip: bool = True  # random horizontal flip (off for data where it changes meaning, e.g. digits)
+    global_crops: int = 1  # views per image at the input size (iBOT/DINO: 2); 1 = one image, as MAE
+    local_crops: int = 0  # extra small views per image (multi-crop; iBOT ViT-S: 10), seen by the student only
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)  # random-resized-crop area range of the local views
+    local_size: int | None = None  # local view side in pixels; None = 96/224 of the input, in whole patches
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Self-distillation (``decoder.kind=projection-head``, iBOT): head, temperatures, centring, loss weights."""
+
+    out_dim: int = 8192  # K prototypes of the projection head, one head shared by [CLS] and patch tokens
+    hidden_dim: int = 2048  # width of the head's MLP
+    bottleneck_dim: int = 256  # width before the L2-normalised, weight-normalised prototype layer
+    head_layers: int = 3  # linear layers of the MLP (GELU between)
+    norm_last_layer: bool = False  # keep the prototypes' norms fixed at 1 (iBOT: False for ViT-S, True for ViT-B)
+    student_temp: float = 0.1  # student softmax temperature
+    teacher_temp: tuple[float, float] = (0.04, 0.07)  # teacher [CLS] temperature: linear warmup from first to last
+    patch_temp: tuple[float, float] = (0.04, 0.07)  # teacher patch temperature, same warmup
+    temp_warmup_epochs: float = 30.0  # epochs of the teacher temperature warmup (per epoch, as iBOT)
+    center_momentum: float = 0.9  # EMA momentum of the [CLS] and patch centres
+    cls_weight: float = 1.0  # weight of the cross-view [CLS] loss (iBOT's lambda1)
+    patch_weight: float = 1.0  # weight of the masked-patch loss (iBOT's lambda2)
+    freeze_last_layer_epochs: float = 1.0  # the prototype layer gets no update during these first epochs
 
 
 @dataclass(frozen=True)
@@ -120,6 +148,7 @@ class Recipe:
     decoder: Decoder = Decoder()  # encoder input + decoder / head / predictor
     optim: Optim = Optim()  # optimiser and schedule defaults of the paper
     augment: Augment = Augment()  # training augmentation
+    distill: Distill = Distill()  # self-distillation settings (projection-head recipes: iBOT)
     arch: str = ""  # default zoo variant (or timm architecture) to pretrain
     export_encoder: str = "student"  # the encoder saved as the model: "student", or "teacher" (EMA encoder, I-JEPA)
     notes: str = ""  # one line: where the defaults come from
@@ -133,7 +162,7 @@ class Recipe:
         _one_of(self.decoder.kind, DECODER_KINDS, "decoder.kind")
         _one_of(self.target.layer_norm, FEATURE_NORMS, "target.layer_norm")
         _one_of(self.export_encoder, ("student", "teacher"), "export_encoder")
-        if self.export_encoder == "teacher" and self.target.kind != "ema-features":
+        if self.export_encoder == "teacher" and self.target.kind not in ("ema-features", "online-tokenizer"):
             raise RecipeError("export_encoder=teacher needs an ema-features target (the teacher is the EMA encoder)")
         if not 0.0 <= self.masking.ratio < 1.0:
             raise RecipeError(f"masking.ratio {self.masking.ratio} must lie in [0, 1)")
@@ -146,10 +175,30 @@ class Recipe:
                               "set loss.kind and target.kind together")
         if (self.decoder.kind == "videomae") != (self.masking.kind == "tube"):
             raise RecipeError("decoder.kind=videomae and masking.kind=tube go together (video clips); set both")
+        self._check_distillation()
         if self.decoder.kind == "predictor" and self.masking.kind != "multi-block":
             raise RecipeError("decoder.kind=predictor needs masking.kind=multi-block (context and target blocks)")
         self._check_ranges()
         return self
+
+    def _check_distillation(self) -> None:
+        """Self-distillation's three parts go together, and only it takes several views per image."""
+        parts = (self.decoder.kind == "projection-head", self.target.kind == "online-tokenizer",
+                 self.loss.kind == "self-distillation")
+        if any(parts) and not all(parts):
+            raise RecipeError("decoder.kind=projection-head, target.kind=online-tokenizer and loss.kind=self-distillation "
+                              "go together (iBOT); set all three")
+        a, m, d = self.augment, self.masking, self.distill
+        if all(parts) and a.global_crops < 2:
+            raise RecipeError("self-distillation compares [CLS] tokens across views: set augment.global_crops=2 or more")
+        if not all(parts) and (a.global_crops != 1 or a.local_crops):
+            raise RecipeError(f"{self.decoder.kind} models take one view per image: set augment.global_crops=1 and "
+                              "augment.local_crops=0")
+        if not (0.0 <= m.ratio - m.ratio_var and m.ratio + m.ratio_var < 1.0 and 0.0 <= m.unmasked_share <= 1.0):
+            raise RecipeError("masking.ratio +- masking.ratio_var must lie in [0, 1) and masking.unmasked_share in [0, 1]")
+        temps = (d.student_temp, *d.teacher_temp, *d.patch_temp)
+        if not all(_finite(t) and t > 0 for t in temps) or not 0.0 <= d.center_momentum < 1.0:
+            raise RecipeError("distill temperatures must be positive and distill.center_momentum in [0, 1)")
 
     def _check_ranges(self) -> None:
         """Sizes, counts and rates that cannot work (a negative depth, a zero width, a NaN rate)."""
@@ -159,10 +208,15 @@ class Recipe:
                 "target.hog_cell": self.target.hog_cell, "masking.min_block": self.masking.min_block,
                 "masking.num_targets": self.masking.num_targets, "masking.mask_patch_size": self.masking.mask_patch_size,
                 "masking.max_block": self.masking.max_block, "optim.batch_size": self.optim.batch_size,
-                "optim.epochs": self.optim.epochs},
+                "optim.epochs": self.optim.epochs, "augment.global_crops": self.augment.global_crops,
+                "distill.out_dim": self.distill.out_dim, "distill.hidden_dim": self.distill.hidden_dim,
+                "distill.bottleneck_dim": self.distill.bottleneck_dim, "distill.head_layers": self.distill.head_layers,
+                "augment.local_size": self.augment.local_size},
             0: {"masking.min_keep": self.masking.min_keep, "optim.weight_decay": self.optim.weight_decay,
                 "optim.warmup_epochs": self.optim.warmup_epochs, "optim.min_lr": self.optim.min_lr,
-                "optim.clip_grad": self.optim.clip_grad},
+                "optim.clip_grad": self.optim.clip_grad, "augment.local_crops": self.augment.local_crops,
+                "masking.ratio_var": self.masking.ratio_var, "distill.temp_warmup_epochs": self.distill.temp_warmup_epochs,
+                "distill.freeze_last_layer_epochs": self.distill.freeze_last_layer_epochs},
         }
         for low, values in at_least.items():
             for key, value in values.items():

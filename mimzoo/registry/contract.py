@@ -120,6 +120,15 @@ class Preprocess:
     interpolation: str = "bicubic"  # resize filter, one of INTERPOLATIONS
     crop_pct: float = 0.875  # center crop = input size / crop_pct resize (224 / 256)
     crop_mode: str = "center"  # "center" crop after resizing the shorter side, or "squash"
+    # video encoders: frames per clip, the T of their [N, C, T, H, W] input; None for image encoders
+    num_frames: int | None = None
+    # video encoders: a clip takes every `frame_stride`-th frame of the source (VideoMAE: 4 on Kinetics)
+    frame_stride: int = 1
+
+    @property
+    def is_video(self) -> bool:
+        """True for a video encoder's preprocessing (clips ``[C, T, H, W]`` rather than images)."""
+        return self.num_frames is not None
 
     def with_size(self, img_size: int | tuple[int, int] | None) -> Preprocess:
         """The same preprocessing at another square or (H, W) input size."""
@@ -137,6 +146,8 @@ class Preprocess:
             "interpolation": self.interpolation,
             "crop_pct": self.crop_pct,
             "crop_mode": self.crop_mode,
+            # video only, so an image encoder's config.json stays as timm writes it
+            **({"num_frames": self.num_frames, "frame_stride": self.frame_stride} if self.is_video else {}),
         }
 
     @classmethod
@@ -150,6 +161,8 @@ class Preprocess:
             interpolation=cfg.get("interpolation", base.interpolation),
             crop_pct=float(cfg.get("crop_pct", base.crop_pct)),
             crop_mode=cfg.get("crop_mode", base.crop_mode),
+            num_frames=None if cfg.get("num_frames") is None else int(cfg["num_frames"]),
+            frame_stride=int(cfg.get("frame_stride", base.frame_stride)),
         )
 
 

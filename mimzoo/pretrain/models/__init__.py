@@ -33,7 +33,16 @@ def build_objective(recipe: Recipe, encoder: Any, *, trained: bool | None = None
     from .vit import num_prefix_tokens, patch_grid, patch_size, use_sincos_pos
 
     recipe = recipe.validate()
+    if recipe.decoder.kind == "videomae":  # video clips: tube masking, tube targets (models/videomae.py)
+        from .videomae import build_videomae
+
+        return build_videomae(recipe, encoder)
     model, pp, dec = encoder.model, encoder.preprocess, recipe.decoder
+    if pp.is_video:
+        from ..recipe import RecipeError
+
+        raise RecipeError(f"{encoder.name} is a video encoder; the {recipe.method} recipe trains on images: "
+                          "pretrain it with the videomae recipe")
     if trained is None:
         trained = holds_loaded_weights(encoder)
     if dec.kind == "fcmae":
