@@ -1,4 +1,4 @@
-"""The plugin's own tests: mimzoo's shared plugin checks, plus what is specific to MaskFeat.
+"""The plugin's own tests: mimzoo's shared plugin checks, plus what is specific to this plugin.
 
 Run them against the installed plugin: ``pip install -e .[test] && pytest``.
 """
@@ -22,22 +22,17 @@ def test_variant_passes_mimzoo_checks(variant):
 
 
 def test_registered_through_the_entry_point():
-    entry = get_registry().model("maskfeat-vit-b")
+    entry = get_registry().model("example-hog-vit-b")
     assert entry.method is METHOD
     assert entry.distribution == "mimzoo-plugin-example"
+    assert get_registry().method("example-hog") is METHOD
 
 
 def official_state_dict(encoder: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """`encoder`'s weights under PySlowFast MaskMViT names (separate q/k/v, norm in the head, HOG head)."""
+    """`encoder`'s weights under PySlowFast MaskMViT names (final norm in the head, HOG head, mask token)."""
     out: dict[str, torch.Tensor] = {}
     for k, v in encoder.state_dict().items():
-        if k.startswith("norm."):
-            out[HEAD_NORM + k[len("norm."):]] = v.clone()
-        elif ".attn.qkv." in k:
-            for name, part in zip("qkv", v.chunk(3, dim=0)):
-                out[k.replace(".attn.qkv.", f".attn.{name}.")] = part.clone()
-        else:
-            out[k] = v.clone()
+        out[(HEAD_NORM + k[len("norm."):]) if k.startswith("norm.") else k] = v.clone()
     dim = encoder.num_features
     out["mask_token"] = torch.zeros(1, 1, dim)
     out["pred_head.projections.0.weight"] = torch.randn(9 * 3, dim)  # 9 bins x 3 channels, one 8x8 cell
@@ -74,6 +69,6 @@ def test_pooling_is_the_mean_of_normalised_patch_tokens():
 def test_recipe_is_found_and_valid():
     from mimzoo.pretrain.recipe import find_recipe
 
-    recipe = find_recipe("maskfeat")
+    recipe = find_recipe("example-hog")
     assert recipe is METHOD.recipe
     assert (recipe.masking.kind, recipe.target.kind, recipe.loss.kind) == ("blockwise", "hog", "mse")
