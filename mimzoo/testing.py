@@ -58,7 +58,8 @@ def check_variant_metadata(method: Method, variant: Variant) -> None:
     trained_here = any(w.bundled for w in variant.weights)  # the project's own models: no paper numbers
     ref = variant.reference
     # epochs may stay None where the paper trains by iterations and names no epoch count (DINOv2)
-    figures = ref is not None and any(x is not None for x in (ref.epochs, ref.finetune_top1, ref.linear_top1, ref.knn_top1))
+    figures = ref is not None and any(
+        x is not None for x in (ref.epochs, ref.finetune_top1, ref.linear_top1, ref.knn_top1))
     if not trained_here and not figures:
         _fail(owner, "reference numbers (top-1, epochs) from the paper must be set")
     if not trained_here and not variant.reference.source:

@@ -35,6 +35,7 @@ def model_row(entry: ModelEntry) -> dict[str, Any]:
         "license": v.license_for(m),
         "ft_top1": ref.finetune_top1 if ref else None,
         "lin_top1": ref.linear_top1 if ref else None,
+        "knn_top1": ref.knn_top1 if ref else None,
         "epochs": ref.epochs if ref else None,
     }
 

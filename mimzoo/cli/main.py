@@ -28,6 +28,7 @@ MODEL_COLUMNS = [
     ("license", "license"),
     ("ft_top1", "FT top-1"),
     ("lin_top1", "LIN top-1"),
+    ("knn_top1", "k-NN top-1"),
 ]
 TAXONOMY_COLUMNS = [
     ("method", "method"),
@@ -161,9 +162,10 @@ def info_cmd(name: str, as_json: bool) -> None:
         f"  license      {m['license']}",
     ]
     if ref:
+        epochs = f"{ref['epochs']} ep, " if ref["epochs"] else ""  # DINOv2 trains by iterations: no epoch count
         lines.append(
-            f"  paper top-1  fine-tune {ref['finetune_top1']} / linear {ref['linear_top1']} on {ref['dataset']} "
-            f"({ref['epochs']} ep) [{ref['source']}]"
+            f"  paper top-1  fine-tune {ref['finetune_top1']} / linear {ref['linear_top1']} / k-NN {ref['knn_top1']} "
+            f"on {ref['dataset']} ({epochs}pretrained on {ref['pretrain_data']}) [{ref['source']}]"
         )
     for w in data["weights"]:
         lines.append(f"  weights      [{w['name']}] {_weights_where(w)}")

@@ -218,7 +218,7 @@ def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], 
     n = spec.batch if isinstance(spec.batch, int) else "N"
     outputs = {"embedding": [n, enc.num_features]}
     if spec.tokens:
-        outputs["tokens"] = [n, _num_tokens(enc), enc.num_features]
+        outputs["tokens"] = [n, _num_tokens(enc), enc.token_dim]  # 2 x narrower than the embedding for token-avg
     if src.head_dir is not None:
         from .task import outputs_meta
 

@@ -127,11 +127,16 @@ def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Pa
 
 def write_folder(encoder: Any, directory: str | Path, *, extra_block: Mapping[str, Any] | None = None) -> None:
     """Write config.json + model.safetensors into an existing (temporary) folder; not atomic by itself."""
+    from ..encoders.pooling import timm_global_pool
+
     timm_hub = require("timm.models")
     timm_hub.save_for_hf(
         encoder.model,
         str(directory),
-        model_config={"mimzoo": mimzoo_block(encoder, extra_block), "global_pool": encoder.info.pooling},
+        # timm reads global_pool; a pooling mimzoo computes itself ("token-avg") is written as the one timm builds
+        # the model with, and the mimzoo block's "pooling" (read first by mimzoo) keeps the real one
+        model_config={"mimzoo": mimzoo_block(encoder, extra_block),
+                      "global_pool": timm_global_pool(encoder.info.pooling)},
         safe_serialization=True,
         data_config=encoder.preprocess.to_timm(),
     )

@@ -154,7 +154,7 @@ class FrozenTeacher(TargetBase):
         self.teacher = enc.model.requires_grad_(False).eval()
         self.spec, self.grid = spec, grid
         self.src_pp, self.dst_pp = student_pp, enc.preprocess
-        self.dim = int(enc.num_features)
+        self.dim = int(enc.token_dim)  # the width of its tokens (a token-avg embedding is twice that)
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         super().train(mode)
