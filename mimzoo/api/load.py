@@ -235,8 +235,10 @@ def _check_arch(arch: str, source: str) -> None:
     name belongs to a family timm knows (then a newer timm may have added it)."""
     from .._deps import require
 
+    from ..hub.folder import OWN_ARCHS
+
     timm = require("timm")
-    if not isinstance(arch, str) or not arch or timm.is_model(arch):
+    if not isinstance(arch, str) or not arch or arch in OWN_ARCHS or timm.is_model(arch):
         return
     family = arch.split(".")[0].split("_")[0]
     known = bool(family) and bool(timm.list_models(f"{family}*"))

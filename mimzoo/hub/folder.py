@@ -125,8 +125,15 @@ def save_folder(encoder: Any, path: str | Path, *, overwrite: bool = True) -> Pa
     return path
 
 
+# mimzoo's own architectures (not timm models): their folders are written by _write_plain in timm's layout
+OWN_ARCHS = ("video_vit",)
+
+
 def write_folder(encoder: Any, directory: str | Path, *, extra_block: Mapping[str, Any] | None = None) -> None:
     """Write config.json + model.safetensors into an existing (temporary) folder; not atomic by itself."""
+    if encoder.info.arch in OWN_ARCHS:
+        _write_plain(encoder, Path(directory), mimzoo_block(encoder, extra_block))
+        return
     from ..encoders.pooling import timm_global_pool
 
     timm_hub = require("timm.models")
@@ -140,3 +147,23 @@ def write_folder(encoder: Any, directory: str | Path, *, extra_block: Mapping[st
         safe_serialization=True,
         data_config=encoder.preprocess.to_timm(),
     )
+
+
+def _write_plain(encoder: Any, directory: Path, block: dict[str, Any]) -> None:
+    """The same two files timm's save_for_hf writes, for a model timm did not build (``video_vit``): the
+    config carries the video preprocessing (``num_frames``, ``frame_stride``) in ``pretrained_cfg``."""
+    from safetensors.torch import save_file
+
+    info, pp = encoder.info, encoder.preprocess
+    config = {
+        "architecture": info.arch,
+        "num_classes": 0,
+        "num_features": int(encoder.num_features),
+        "global_pool": info.pooling,
+        "model_args": dict(info.model_args),
+        "pretrained_cfg": {**pp.to_timm(), "num_classes": 0},
+        "mimzoo": block,
+    }
+    (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in encoder.model.state_dict().items()}
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata={"format": "pt"})
