@@ -34,6 +34,10 @@ def open_dataset(spec: str) -> DataSource:
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"empty dataset spec; pass {SPEC_HELP}")
     spec = spec.strip()
+    from .segmentation import is_segmentation_spec
+
+    if is_segmentation_spec(spec):  # image + mask pairs: mimzoo.data.segmentation.open_segmentation opens them
+        raise DataError(f"'{spec}' is a segmentation dataset; evaluate on it with --task seg-linear")
     if spec == "digits":
         from .digits import open_digits
 

@@ -180,15 +180,27 @@ def _evaluation(info: CardInfo) -> str | None:
     ref = info.variant.reference if info.variant else None
     lines = []
     if info.eval_records:
-        lines += ["| task | dataset | split | top-1 (%) | top-5 (%) |", "|---|---|---|---:|---:|"]
-        for r in info.eval_records:
+        classify = [r for r in info.eval_records if r["task"] != "seg-linear"]
+        segment = [r for r in info.eval_records if r["task"] == "seg-linear"]
+        if classify:
+            lines += ["| task | dataset | split | top-1 (%) | top-5 (%) |", "|---|---|---|---:|---:|"]
+        for r in classify:
             top5 = r["metrics"].get("top5")
             lines.append(f"| {TASKS[r['task']]} | {r['dataset']} | {r.get('split', 'val')} | "
                          f"{r['metrics']['top1']:.2f} | {'-' if top5 is None else f'{top5:.2f}'} |")
+        if segment:
+            lines += ([""] if classify else []) + ["| task | dataset | split | mIoU (%) | pixel acc. (%) |",
+                                                      "|---|---|---|---:|---:|"]
+        for r in segment:
+            acc = r["metrics"].get("pixel_acc")
+            lines.append(f"| {TASKS[r['task']]} | {r['dataset']} | {r.get('split', 'val')} | "
+                         f"{r['metrics']['miou']:.2f} | {'-' if acc is None else f'{acc:.2f}'} |")
         lines.append("\nMeasured with `mimzoo eval` on these weights.")
-    if ref is not None and (ref.finetune_top1 or ref.linear_top1):
+    if ref is not None and (ref.finetune_top1 or ref.linear_top1 or ref.knn_top1):
+        knn = f", k-NN top-1 {ref.knn_top1}" if ref.knn_top1 else ""
         lines.append(f"\nPaper reference on {ref.dataset}: fine-tune top-1 {ref.finetune_top1 or '-'}, linear probe "
-                     f"top-1 {ref.linear_top1 or '-'} ({ref.epochs or '?'} pretraining epochs; {ref.source}).")
+                     f"top-1 {ref.linear_top1 or '-'}{knn} ({f'{ref.epochs} pretraining epochs' if ref.epochs else ''}"
+                     f"{'; ' if ref.epochs else ''}pretrained on {ref.pretrain_data}; {ref.source}).")
     return "\n## Evaluation\n\n" + "\n".join(lines) + "\n" if lines else None
 
 

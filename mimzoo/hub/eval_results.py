@@ -2,8 +2,9 @@
 
 The file is a JSON list of records::
 
-    {"model": str, "task": "knn"|"linear"|"attentive"|"finetune", "dataset": str,
-     "split": "val"|"test", "metrics": {"top1": float (percent), "top5": float?},
+    {"model": str, "task": "knn"|"linear"|"attentive"|"finetune"|"seg-linear", "dataset": str,
+     "split": "val"|"test", "metrics": {"top1": float (percent), "top5": float?}
+     (seg-linear: {"miou": float (percent), "pixel_acc": float?}),
      "config": {...}, "mimzoo_version": str}
 
 Only the records of the model being published go into its card; local dataset paths are reduced
@@ -58,9 +59,10 @@ def _check_record(rec: Any, where: str) -> None:
     if rec.get("split", "val") not in SPLITS:
         raise EvalResultsError(f"{where} has split {rec.get('split')!r}, not one of {', '.join(SPLITS)}")
     metrics = rec.get("metrics")
-    for key in ("top1", "top5"):
+    required, optional = ("miou", ("pixel_acc",)) if rec["task"] == "seg-linear" else ("top1", ("top5",))
+    for key in (required, *optional):
         value = metrics.get(key) if isinstance(metrics, dict) else None
-        if key == "top5" and value is None:
+        if key in optional and value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 100.0:
             raise EvalResultsError(f"{where} needs metrics.{key} as a percentage in [0, 100], got {value!r}")

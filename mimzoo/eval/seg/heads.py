@@ -71,7 +71,10 @@ def grid_maps(encoder: Any, x: torch.Tensor, head: str) -> list[torch.Tensor]:
     if not hasattr(model, "forward_intermediates"):
         raise MimzooError(f"{encoder.info.arch} has no forward_intermediates in this timm; use --set seg_head=linear")
     n = min(MAX_SCALES, len(getattr(model, "feature_info", []) or [None]))
-    maps = model.forward_intermediates(x, indices=n, norm=True, intermediates_only=True, output_fmt="NCHW")
+    try:
+        maps = model.forward_intermediates(x, indices=n, norm=True, intermediates_only=True, output_fmt="NCHW")
+    except AssertionError:  # timm's Hiera: "normalization of features not supported"
+        maps = model.forward_intermediates(x, indices=n, norm=False, intermediates_only=True, output_fmt="NCHW")
     return sorted(maps, key=lambda m: -m.shape[-1] * m.shape[-2])  # finest first (stable for equal sizes)
 
 
@@ -94,12 +97,11 @@ def build_task_head(spec: Any) -> LinearSegHead:
     """An untrained seg-linear head for a :class:`mimzoo.tasks.HeadSpec` (what ``load_head`` fills).
 
     Reads ``spec.num_features`` (D of the patch grid) and ``spec.num_classes``; a saved head's
-    ``head_args`` say ``{"seg_head": "linear", "in_channels": [D]}``.
+    ``head_args`` say ``{"seg_head": "linear"}`` (the multiscale head is not saved).
     """
-    args = dict(getattr(spec, "head_args", {}) or {})
-    if args.get("seg_head", "linear") != "linear":
-        raise MimzooError(f"seg-linear head folders hold the linear head, not '{args.get('seg_head')}'")
-    channels = args.get("in_channels", [spec.num_features])
-    if list(channels) != [spec.num_features]:
-        raise MimzooError(f"head.json: in_channels {channels} do not match num_features {spec.num_features}")
+    from ...tasks.spec import HeadFolderError
+
+    kind = dict(getattr(spec, "head_args", {}) or {}).get("seg_head", "linear")
+    if kind != "linear":
+        raise HeadFolderError(f"head.json: seg-linear folders hold the linear head, not '{kind}'; save it again")
     return LinearSegHead(int(spec.num_features), int(spec.num_classes))

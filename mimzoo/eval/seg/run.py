@@ -34,7 +34,7 @@ def run_seg_linear(encoder: Any, name: str, source: Any, train: Any, ev: Any, cf
     }
     if trained is not None:
         trained["head"] = res.head
-        trained["head_args"] = {"seg_head": cfg.seg_head, "in_channels": list(res.head.in_channels)}
+        trained["head_args"] = {"seg_head": cfg.seg_head}  # head.json takes JSON scalars; D is its num_features
         trained["seg_head"] = cfg.seg_head
     if cfg.show:
         if output is None:
