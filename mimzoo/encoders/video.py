@@ -110,6 +110,7 @@ class VideoViT(nn.Module):
             raise ValueError(f"num_frames {num_frames} is not a multiple of tubelet_size {tubelet_size}")
         self.num_features = self.embed_dim = embed_dim
         self.num_frames, self.num_prefix_tokens, self.global_pool = int(num_frames), 0, "avg"
+        self.num_classes = 0  # headless (timm's save_for_hf reads it)
         self.patch_embed = TubeEmbed(img_size, patch_size, num_frames, tubelet_size, in_chans, embed_dim)
         self.register_buffer("pos_embed", sincos_table(self.patch_embed.num_patches, embed_dim), persistent=False)
         norm = partial(nn.LayerNorm, eps=norm_eps)  # VideoMAE's norm_layer

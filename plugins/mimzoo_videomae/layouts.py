@@ -75,8 +75,6 @@ _HF_LAYER = {
 
 def convert_transformers(sd: dict[str, Any], model: Any) -> dict[str, Any]:
     """transformers' VideoMAE names -> VideoViT keys (query/key/value fused, q/v biases merged)."""
-    import torch
-
     if any(k.startswith("videomae.") for k in sd):
         sd = {k[len("videomae."):]: v for k, v in sd.items() if k.startswith("videomae.")} | {
             k: v for k, v in sd.items() if k.startswith("fc_norm.")}
@@ -84,9 +82,23 @@ def convert_transformers(sd: dict[str, Any], model: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for part in ("weight", "bias"):
         out[f"patch_embed.proj.{part}"] = src.pop(f"embeddings.patch_embeddings.projection.{part}")
-    depth = 1 + max((int(k.split(".")[2]) for k in src if k.startswith("encoder.layer.")), default=-1)
+    out.update(_hf_layers(src, "encoder.layer.", "blocks."))
+    for hf, own in (("layernorm", "norm"), ("fc_norm", "fc_norm")):
+        for part in ("weight", "bias"):
+            if f"{hf}.{part}" in src:
+                out[f"{own}.{part}"] = src.pop(f"{hf}.{part}")
+    out.update(src)  # leftovers surface as unexpected keys in the strict load
+    return out
+
+
+def _hf_layers(src: dict[str, Any], prefix: str, own_prefix: str) -> dict[str, Any]:
+    """transformers ``VideoMAELayer`` keys under ``prefix`` (popped from `src`) -> timm Block keys."""
+    import torch
+
+    out: dict[str, Any] = {}
+    depth = 1 + max((int(k[len(prefix):].split(".")[0]) for k in src if k.startswith(prefix)), default=-1)
     for i in range(depth):
-        s, d = f"encoder.layer.{i}.", f"blocks.{i}."
+        s, d = f"{prefix}{i}.", f"{own_prefix}{i}."
         att = f"{s}attention.attention."
         out[f"{d}attn.qkv.weight"] = torch.cat([src.pop(f"{att}{n}.weight") for n in ("query", "key", "value")])
         q_bias = src.pop(f"{att}q_bias", None)
@@ -99,11 +111,28 @@ def convert_transformers(sd: dict[str, Any], model: Any) -> dict[str, Any]:
         for hf, own in _HF_LAYER.items():
             for part in ("weight", "bias"):
                 out[f"{d}{own}.{part}"] = src.pop(f"{s}{hf}.{part}")
-    for hf, own in (("layernorm", "norm"), ("fc_norm", "fc_norm")):
-        for part in ("weight", "bias"):
-            if f"{hf}.{part}" in src:
-                out[f"{own}.{part}"] = src.pop(f"{hf}.{part}")
-    out.update(src)  # leftovers surface as unexpected keys in the strict load
+    return out
+
+
+def pretraining_from_transformers(sd: dict[str, Any]) -> dict[str, Any]:
+    """A ``VideoMAEForPreTraining`` state dict -> the state dict of mimzoo's VideoMAE objective
+    (:mod:`mimzoo.pretrain.models.videomae`: ``encoder.*``, ``encoder_to_decoder``, ``mask_token``,
+    ``decoder.blocks.N``, ``decoder.norm``, ``decoder.head``); leftovers stay, for the strict load to name."""
+    out = {f"encoder.{k}": v for k, v in convert_transformers(sd, None).items()
+           if not k.startswith(("decoder.", "encoder_to_decoder.", "mask_token"))}
+    src = {k: v for k, v in sd.items() if k.startswith(("decoder.", "encoder_to_decoder.", "mask_token"))}
+    out.update(_hf_layers(src, "decoder.decoder_layers.", "decoder.blocks."))
+    out.update(src)  # encoder_to_decoder, mask_token, decoder.norm, decoder.head keep their names
+    return out
+
+
+def pretraining_from_official(sd: dict[str, Any]) -> dict[str, Any]:
+    """An official pretraining checkpoint (``encoder.*``, ``decoder.*``, q/v biases) -> the objective's keys."""
+    _refuse_learned_positions({k.removeprefix("encoder."): v for k, v in sd.items()})
+    out = dict(sd)
+    for key in [k for k in out if k.endswith(".attn.q_bias")]:
+        base = key[: -len("q_bias")]
+        out[f"{base}qkv.bias"] = _qkv_bias(out.pop(key), out.pop(f"{base}v_bias"))
     return out
 
 
