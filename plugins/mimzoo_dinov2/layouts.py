@@ -115,8 +115,21 @@ def resample_pos_official(pos: Any, grid: tuple[int, int], prefix: int, register
     return torch.cat([pos[:, :prefix], out], dim=1)
 
 
+def _check_registers(sd: dict[str, Any], model: Any) -> None:
+    """Refuse, in one line naming the right variant, registers loaded into a model without them (or the reverse)."""
+    theirs = int(sd["reg_token"].shape[1]) if "reg_token" in sd else 0
+    ours = int(getattr(model, "num_reg_tokens", 0) or 0)
+    if theirs and not ours:
+        raise WeightsError(f"this DINOv2 checkpoint has {theirs} register tokens; load it with the '-reg{theirs}' "
+                           "variant of this model (e.g. dinov2-vit-b14-reg4)")
+    if ours and not theirs:
+        raise WeightsError("this DINOv2 checkpoint has no register tokens; load it with the variant without "
+                           f"'-reg{ours}' (e.g. dinov2-vit-b14)")
+
+
 def _fit_pos_embed(sd: dict[str, Any], model: Any) -> dict[str, Any]:
-    """Resample a timm-layout ``pos_embed`` to `model`'s grid the official way."""
+    """Resample a timm-layout ``pos_embed`` to `model`'s grid the official way (after checking the registers)."""
+    _check_registers(sd, model)
     pos, grid = sd.get("pos_embed"), getattr(getattr(model, "patch_embed", None), "grid_size", None)
     if pos is None or grid is None or pos.ndim != 3:
         return sd
