@@ -139,6 +139,12 @@ def test_card_model_index_holds_a_segmentation_result(tmp_path):
     assert entry["task"] == {"type": "image-segmentation", "name": "Linear segmentation probe on frozen patch tokens"}
     assert entry["metrics"][0] == {"type": "mean_iou", "name": "mIoU (seg-linear)", "value": 41.5}
     assert entry["metrics"][1]["type"] == "pixel_accuracy" and entry["dataset"]["name"] == "digit-scenes"
+    from types import SimpleNamespace
+
+    from mimzoo.hub.card import _evaluation
+
+    card = _evaluation(SimpleNamespace(variant=None, eval_records=[rec]))
+    assert "| mIoU (%) | pixel acc. (%) |" in card and "| digit-scenes | test | 41.50 | 90.25 |" in card
     path = tmp_path / "eval.json"
     path.write_text(json.dumps([rec]))
     assert read_eval_results(path, ["m"])[0]["metrics"]["miou"] == 41.5
