@@ -115,7 +115,8 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
 @click.command("reconstruct")
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True)
-@click.option("-o", "--output", default="reconstruction.png", show_default=True, help="PNG to write.")
+@click.option("-o", "--output", default="reconstruction.png", show_default=True,
+              help="PNG to write; for a video model .gif (animation) or .png (frame strip).")
 @click.option("--decoder", type=click.Path(dir_okay=False),
               help="pretrain.safetensors, or an official / transformers MAE checkpoint.")
 @click.option("--weights", help="Weight-source tag or checkpoint file for MODEL (as mimzoo.load's weights=).")
@@ -123,11 +124,22 @@ def pretrain(method: str, output: str | None, compile_: bool, sets: tuple[str, .
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the masks.")
 def reconstruct(model: str, images: tuple[str, ...], output: str, decoder: str | None, weights: str | None,
                 mask_ratio: float | None, seed: int) -> None:
-    """Picture MODEL's reconstructions of IMAGES: original | masked | reconstruction | + visible patches."""
+    """Picture MODEL's reconstructions of IMAGES: original | masked | reconstruction | + visible patches.
+
+    For a video model (VideoMAE), IMAGES are clips: video files, frame folders or moving-digits:INDEX,
+    drawn frame by frame into an animated GIF (-o out.gif) or a frame strip (-o out.png).
+    """
     from ..pretrain.reconstruct import reconstruct as draw
     from .outputs import check_output
 
     check_output(output)
 
     path = draw(model, list(images), output, decoder=decoder, weights=weights, mask_ratio=mask_ratio, seed=seed)
-    click.echo(f"wrote {path} ({len(images)} image{'s' if len(images) > 1 else ''})")
+    from pathlib import Path
+
+    from ..data.video_folder import VIDEO_SUFFIXES
+
+    clips = path.suffix.lower() == ".gif" or any(
+        i.startswith("moving-digits") or Path(i).is_dir() or Path(i).suffix.lower() in VIDEO_SUFFIXES for i in images)
+    what = "clip" if clips else "image"
+    click.echo(f"wrote {path} ({len(images)} {what}{'s' if len(images) > 1 else ''})")

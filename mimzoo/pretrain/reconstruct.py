@@ -56,11 +56,22 @@ def reconstruct(model: str, images: Sequence[Any], output: str | Path, *, decode
         mask_ratio: masking ratio other than the recipe's.
         seed: seed of the masks.
 
+    A video model (VideoMAE) takes clips instead (video files, frame folders, ``moving-digits:INDEX``)
+    and writes an animated ``.gif`` or a ``.png`` frame strip (:mod:`mimzoo.pretrain.reconstruct_video`).
+
     >>> reconstruct("mae-vit-digits", ["seven.png"], "out.png")  # doctest: +SKIP
     PosixPath('out.png')
     """
+    import mimzoo
+
+    encoder = mimzoo.load(model, weights=weights) if weights else mimzoo.load(model)
+    if getattr(encoder.preprocess, "num_frames", None) is not None:
+        from .reconstruct_video import reconstruct_clips
+
+        objective = _objective(encoder, _decoder_file(model, encoder, decoder), mask_ratio)
+        return reconstruct_clips(encoder, objective, images, output, seed=seed)
     columns = reconstruction_columns(model, images, decoder=decoder, weights=weights, mask_ratio=mask_ratio,
-                                     seed=seed)
+                                     seed=seed, encoder=encoder)
     *panels, _ = columns
     rows = [[_to_pil(t[i]) for t in panels] for i in range(panels[0].shape[0])]
     return _save_grid(rows, Path(output))
@@ -68,14 +79,16 @@ def reconstruct(model: str, images: Sequence[Any], output: str | Path, *, decode
 
 def reconstruction_columns(model: str, images: Sequence[Any], *, decoder: str | Path | None = None,
                            weights: str | None = None, mask_ratio: float | None = None,
-                           seed: int = 0) -> tuple[torch.Tensor, ...]:
+                           seed: int = 0, encoder: Any = None) -> tuple[torch.Tensor, ...]:
     """The picture's four columns as ``[N, C, H, W]`` images in [0, 1] (see :func:`panel_tensors`),
-    plus the patch mask ``[N, L]`` (True = masked) last. Arguments as :func:`reconstruct`."""
+    plus the patch mask ``[N, L]`` (True = masked) last. Arguments as :func:`reconstruct` (`encoder`:
+    `model` already loaded)."""
     import mimzoo
 
     from .masking import MaskBatch
 
-    encoder = mimzoo.load(model, weights=weights) if weights else mimzoo.load(model)
+    if encoder is None:
+        encoder = mimzoo.load(model, weights=weights) if weights else mimzoo.load(model)
     objective = _objective(encoder, _decoder_file(model, encoder, decoder), mask_ratio)
     pil = [_open(im) for im in images]
     if not pil:
