@@ -62,6 +62,17 @@ def test_grids_follow_the_patch_layout_without_prefix_tokens():
     torch.testing.assert_close(grid[:, :, 2, 5], tokens[:, 1 + 2 * 8 + 5])  # row-major, class token dropped
 
 
+@pytest.mark.parametrize("name", ["mae-hiera-test", "fcmae-convnextv2-test"])
+def test_hierarchical_linear_grid_is_the_last_stage_laid_out_in_space(name):
+    enc = mimzoo.load(name, pretrained=False).eval()
+    x = torch.randn(2, *enc.preprocess.input_size)
+    with torch.no_grad():
+        linear, = grid_maps(enc, x, "linear")  # forward_features, flattened and laid back out
+        stages = grid_maps(enc, x, "multiscale")  # forward_intermediates: maps in space, finest first
+    assert len(stages) == 4 and stages[0].shape[-1] == 8 * stages[-1].shape[-1]  # strides 4, 8, 16, 32
+    torch.testing.assert_close(linear, stages[-1])  # Hiera's unrolled token order comes back to row-major
+
+
 def test_extraction_is_cached_and_refuses_a_mask_of_another_size(tmp_path):
     enc = mimzoo.load("mae-vit-test", pretrained=False).eval()
     src = open_segmentation("digit-scenes")
