@@ -65,9 +65,12 @@ def test_moving_digits_spec_errors_are_one_line_and_name_the_options():
 def test_center_sampling_takes_the_middle_frames_and_refuses_short_clips():
     src = open_dataset("moving-digits:train=4,test=2,frames=16")
     full = src.train.array(1)
-    picked = src.train.sampled(4, 3).image(1)  # start (16 - 4 * 3) // 2 = 2, as encoders.video.clip_indices
+    from mimzoo.encoders.video import clip_indices
+
+    picked = src.train.sampled(4, 3).image(1)  # span 10 of 16: start 3
     assert len(picked) == 4 and picked[0].mode == "RGB" and picked[0].size == (64, 64)
-    for k, t in enumerate((2, 5, 8, 11)):
+    assert clip_indices(16, 4, 3) == [3, 6, 9, 12]  # the frames the encoder's own transform takes
+    for k, t in enumerate((3, 6, 9, 12)):
         assert np.array_equal(np.asarray(picked[k])[..., 0], full[t])
     assert len(src.train.image(1)) == 16  # unbound: every frame
     assert "frames:4x3" in src.train.sampled(4, 3).fingerprint()

@@ -198,7 +198,10 @@ def _check_encoder(encoder: Any) -> None:
         if bad:
             raise PublishError(f"the weights hold NaN or inf values ({', '.join(bad[:3])}); publish a healthy checkpoint")
         p = next(encoder.parameters())
-        x = torch.randn(2, *encoder.preprocess.input_size, generator=torch.Generator().manual_seed(0))
+        c, h, w = encoder.preprocess.input_size
+        frames = getattr(encoder.preprocess, "num_frames", None)  # a video encoder takes clips [N, C, T, H, W]
+        shape = (2, c, h, w) if frames is None else (2, c, frames, h, w)
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
         y = encoder.eval()(x.to(device=p.device, dtype=p.dtype))
     if tuple(y.shape) != (2, encoder.num_features) or not torch.isfinite(y).all():
         raise PublishError(f"the encoder gives {tuple(y.shape)} embeddings with non-finite values or the wrong shape "

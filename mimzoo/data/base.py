@@ -134,7 +134,7 @@ class ClipSplit(ImageSplit):
         if total < span:
             raise ValueError(f"{what} has {total} frames; {self.num_frames} frames at stride {self.frame_stride} "
                              f"need {span}: use longer clips or a model with fewer frames")
-        start = max(0, (total - self.num_frames * self.frame_stride) // 2)  # as encoders.video.clip_indices
+        start = (total - span) // 2  # the frames encoders.video.clip_indices picks
         return list(range(start, start + span, self.frame_stride))
 
     def sampling_tag(self) -> str:

@@ -72,12 +72,13 @@ def build_card(info: CardInfo) -> str:
     """
     hub = require("huggingface_hub")
     data = hub.ModelCardData(
-        library_name="timm",
+        library_name="mimzoo" if _is_video(info) else "timm",  # timm cannot build mimzoo's video ViT
         license=info.license,
         tags=_tags(info),
         datasets=_datasets(info),
         base_model=info.base_model,
-        pipeline_tag="image-feature-extraction",
+        # a video encoder (VideoMAE) is still a feature extractor; the Hub has no video-feature-extraction task
+        pipeline_tag="video-classification" if _is_video(info) else "image-feature-extraction",
     )
     meta = data.to_yaml()
     if info.model_index:  # written as built: ModelCardData would merge tasks that share a dataset and split
@@ -91,6 +92,8 @@ def build_card(info: CardInfo) -> str:
 
 def _tags(info: CardInfo) -> list[str]:
     tags = ["mimzoo", "timm", "image-feature-extraction", "masked-image-modeling"]
+    if _is_video(info):  # mimzoo builds it (timm cannot), and it takes clips
+        tags = ["mimzoo", "video", "video-feature-extraction", "masked-video-modeling"]
     if info.method is not None:
         tags += [info.method.name, f"{info.method.family}-based", info.method.taxonomy.architecture.lower()]
     formats = {e.get("format", "onnx") for e in info.exports}
@@ -142,7 +145,15 @@ def _summary(info: CardInfo) -> str:
         what = f"A {info.method.title} encoder (`{info.arch}`)"
     else:
         what = f"A `{info.arch}` image encoder"
+    p = info.preprocess
+    if getattr(p, "num_frames", None) is not None:
+        return (f"{what}. It maps a clip of {p.num_frames} frames (every {_nth(p.frame_stride)} frame of a video) to a "
+                f"{info.num_features}-d embedding (`encoder(x)`, the mean of its tokens) or to tokens.\n")
     return f"{what}. It maps an image to a {info.num_features}-d embedding (`encoder(x)`) or to tokens.\n"
+
+
+def _nth(k: int) -> str:
+    return {1: "", 2: "2nd", 3: "3rd"}.get(k, f"{k}th") or "successive"
 
 
 def _model_table(info: CardInfo) -> str:
@@ -157,13 +168,32 @@ def _model_table(info: CardInfo) -> str:
             ("Masking / target / objective", f"{t.masking}{ratio} / {t.target} / {t.objective}; encoder sees {t.encoder_input} tokens"),
         ]
     rows += [
-        ("Encoder", f"timm `{info.arch}`{_resized(info)}, {_millions(info.params_m)} M parameters, embedding {info.num_features}-d, pooling `{info.pooling}`"),
+        ("Encoder", f"{_builder(info)} `{info.arch}`{_resized(info)}, {_millions(info.params_m)} M parameters, embedding {info.num_features}-d, pooling `{info.pooling}`"),
         ("Input", f"{p.input_size[0]}x{p.input_size[1]}x{p.input_size[2]}, mean {list(p.mean)}, std {list(p.std)}, "
-                  f"{p.interpolation} resize, crop_pct {p.crop_pct} ({p.crop_mode})"),
+                  f"{p.interpolation} resize, crop_pct {p.crop_pct} ({p.crop_mode})" + _clip_input(p)),
         ("Weights", f"`{info.weights_source or 'unknown'}`" + (f", sha256 `{info.weights_sha256}`" if info.weights_sha256 else "")),
         ("License", info.license),
     ]
     return "| | |\n|---|---|\n" + "".join(f"| {k} | {v} |\n" for k, v in rows)
+
+
+def _is_video(info: CardInfo) -> bool:
+    return getattr(info.preprocess, "num_frames", None) is not None
+
+
+def _builder(info: CardInfo) -> str:
+    """Who builds the architecture: timm, or mimzoo itself (its video ViT)."""
+    from .folder import OWN_ARCHS
+
+    return "mimzoo" if info.arch in OWN_ARCHS else "timm"
+
+
+def _clip_input(p: Preprocess) -> str:
+    """The video part of the Input row: frames per clip, frame stride, the input layout."""
+    if getattr(p, "num_frames", None) is None:
+        return ""
+    return (f"; clips of {p.num_frames} frames, frame stride {p.frame_stride} (centred), input "
+            f"[N, {p.input_size[0]}, {p.num_frames}, {p.input_size[1]}, {p.input_size[2]}]")
 
 
 def _resized(info: CardInfo) -> str:
@@ -221,6 +251,8 @@ def _exports(info: CardInfo) -> str | None:
 def _usage(info: CardInfo) -> str:
     repo, p = info.repo_id, info.preprocess
     size = f"{p.input_size[1]}, {p.input_size[2]}"
+    if getattr(p, "num_frames", None) is not None:
+        return _video_usage(info)
     text = f"""
 ## Usage
 
@@ -280,6 +312,26 @@ embedding = load_export(f"{{folder}}/{folder}").embed([Image.open("image.jpg")])
 """
         break
     return text
+
+
+def _video_usage(info: CardInfo) -> str:
+    p = info.preprocess
+    return f"""
+## Usage
+
+With mimzoo (`pip install 'mimzoo[video]'`; PyAV reads the video):
+
+```python
+import mimzoo
+from mimzoo.data.video_folder import read_video
+
+encoder = mimzoo.load("hf-hub:{info.repo_id}")
+frames = read_video("clip.mp4")  # RGB PIL frames; a list of frames or a uint8 [T, H, W, 3] array works too
+x = encoder.transform(frames).unsqueeze(0)  # [1, 3, {p.num_frames}, {p.input_size[1]}, {p.input_size[2]}]: {p.num_frames} centred frames, stride {p.frame_stride}
+embedding = encoder(x)  # [1, {info.num_features}]
+tokens = encoder.forward_features(x)
+```
+"""
 
 
 def _citation(info: CardInfo) -> str | None:
