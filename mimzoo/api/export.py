@@ -259,14 +259,15 @@ def _name_of(model: Any) -> str:
     return model if isinstance(model, str) else str(getattr(getattr(model, "info", None), "name", "model"))
 
 
-def _input_size(model: Any, img_size: int | None) -> tuple[int, int, int]:
-    """Input size known without building the model (registry or encoder), for the trtexec hint."""
+def _input_size(model: Any, img_size: int | None) -> tuple[int, ...]:
+    """Input size known without building the model (registry or encoder), for the trtexec hint:
+    ``(C, H, W)``, or ``(C, T, H, W)`` for a video encoder."""
     if not isinstance(model, str):
-        return tuple(model.preprocess.with_size(img_size).input_size)
+        return tuple(model.preprocess.with_size(img_size).batch_shape(1)[1:])
     from ..registry import get_registry
 
     try:
-        return tuple(get_registry().model(model).variant.preprocess.with_size(img_size).input_size)
+        return tuple(get_registry().model(model).variant.preprocess.with_size(img_size).batch_shape(1)[1:])
     except Exception:  # a folder or Hub name: the common default
         return (3, img_size or 224, img_size or 224)
 

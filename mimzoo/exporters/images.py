@@ -16,6 +16,7 @@ from .spec import ExportError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 DIGITS_UPSCALE = 4  # 8x8 -> 32x32, as mimzoo's evaluation data does
+VIDEO_SPECS = ("moving-digits", "video-folder:")  # --data specs of clips, for video encoders
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ImageSet:
     """A small set of real images, loaded in memory."""
 
     name: str  # "digits", "none" or the folder it was read from (reported as verification.data)
-    images: tuple[Any, ...]  # RGB PIL images
+    images: tuple[Any, ...]  # RGB PIL images; for video data, clips (each a list of RGB PIL frames)
     labels: tuple[int, ...] | None  # class index per image; None when the source has no classes
 
     def __len__(self) -> int:
@@ -49,6 +50,8 @@ def load_images(data: str | Path | None, limit: int, *, seed: int = 0) -> ImageS
         return ImageSet("none", (), None)
     if str(data).lower() == "digits":
         return _digits(limit, seed)
+    if str(data).startswith(VIDEO_SPECS):
+        return _clips(str(data), limit, seed)
     folder = Path(data).expanduser()
     if not folder.is_dir():
         raise ExportError(f"--data '{data}' is neither 'digits' nor an image folder; pass one of them (or 'none')")
@@ -75,6 +78,20 @@ def _digits(limit: int, seed: int) -> ImageSet:
     size = 8 * DIGITS_UPSCALE
     images = tuple(Image.fromarray(a, "L").resize((size, size), Image.NEAREST).convert("RGB") for a in arrays)
     return ImageSet("digits", images, tuple(int(digits.target[i]) for i in pick))
+
+
+def _clips(spec: str, limit: int, seed: int) -> ImageSet:
+    """Clips (each a list of RGB PIL frames, all of them: the encoder's transform samples its own) from the
+    eval split of a mimzoo video dataset (``moving-digits``, ``video-folder:PATH``), for video encoders."""
+    from ..data import open_dataset
+    from ..errors import MimzooError
+
+    try:
+        split = open_dataset(spec).eval
+    except MimzooError as e:
+        raise ExportError(f"--data {spec}: {e}") from e
+    pick = _subset(len(split), limit, seed)
+    return ImageSet(spec, tuple(split.image(i) for i in pick), tuple(int(split.label(i)) for i in pick))
 
 
 def _folder(folder: Path, limit: int, seed: int) -> ImageSet:

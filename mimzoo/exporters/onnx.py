@@ -87,8 +87,8 @@ def export_onnx(encoder: Any, path: Path, spec: ExportSpec) -> OnnxExport:
     """
     torch = require("torch")
     require("onnxscript")
-    c, h, w = encoder.preprocess.input_size
-    example = torch.randn(spec.batch if isinstance(spec.batch, int) else 2, c, h, w, generator=torch.Generator().manual_seed(0))
+    n = spec.batch if isinstance(spec.batch, int) else 2
+    example = torch.randn(*encoder.preprocess.batch_shape(n), generator=torch.Generator().manual_seed(0))  # 4-D or 5-D
     module = export_module(encoder, spec.tokens)
     raw = path.with_name(f".raw-{path.name}")
     reason = None

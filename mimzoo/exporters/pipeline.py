@@ -23,7 +23,7 @@ from typing import Any
 from .._atomic import atomic_dir
 from .._lock import output_lock
 from .._outputs import check_replaceable, sweep_stale
-from .images import ImageSet, load_images
+from .images import VIDEO_SPECS, ImageSet, load_images
 from .metadata import (
     EXPORT_JSON,
     ONNX_NAME,
@@ -93,12 +93,21 @@ def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> Veri
     return make_inputs(encoder, images, random_sizes=sizes, batch_size=fixed or REAL_BATCH, seed=seed)
 
 
-def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool) -> tuple[ImageSet, ImageSet]:
+def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool,
+               video: bool = False) -> tuple[ImageSet, ImageSet]:
     """(calibration images, verification images): disjoint sets from one seeded draw. The verification
-    images come first, so `mimzoo verify` (which draws no calibration images) sees the same ones."""
+    images come first, so `mimzoo verify` (which draws no calibration images) sees the same ones. A video
+    encoder verifies on clips: the default "digits" becomes "moving-digits" (its test clips)."""
     n_verify = data.images if data.images is not None else DEFAULT_IMAGES[spec.precision]
     n_calib = data.calibration_images if calibrate else 0
-    everything = load_images(data.data, n_verify + n_calib, seed=data.seed)
+    source = data.data
+    if video and source == "digits":
+        source = "moving-digits"
+    if source is not None and video != str(source).startswith(VIDEO_SPECS):
+        what = "clips: pass --data moving-digits or video-folder:PATH" if video else \
+            "images: pass --data digits or an image folder"
+        raise ExportError(f"--data {source} does not fit this model, which takes {what}")
+    everything = load_images(source, n_verify + n_calib, seed=data.seed)
     verify_set, calib = everything.split(n_verify)
     if tol.needs_labels and (verify_set.labels is None or len(verify_set) < 3):
         check = "k-NN" if tol.needs_knn else ("mIoU" if tol.miou_drop is not None else "top-1")
@@ -132,7 +141,7 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
 
         check_labels(src.encoder.spec, data.data)
     calibrate = spec.precision == "int8" and (spec.format in ("tensorrt", "openvino") or spec.int8_method != "dynamic")
-    calib, verify_set = _load_data(spec, tol, data, calibrate)
+    calib, verify_set = _load_data(spec, tol, data, calibrate, video=src.encoder.preprocess.is_video)
     inputs = _inputs(src.encoder, spec, verify_set, data.seed)
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
     ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
@@ -214,7 +223,6 @@ def _build(spec: ExportSpec, fp32: Path, tmp: Path, ref: Outputs, inputs: Verify
 
 def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     enc = src.encoder if src.backbone is None else src.backbone  # provenance: the backbone verify rebuilds
-    c, h, w = enc.preprocess.input_size
     n = spec.batch if isinstance(spec.batch, int) else "N"
     outputs = {"embedding": [n, enc.num_features]}
     if spec.tokens:
@@ -225,7 +233,7 @@ def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], 
         outputs = outputs_meta(src.encoder, n)
     prov = provenance(enc, model=src.model, init_seed=src.init_seed, weights_tag=src.weights_tag, img_size=src.img_size)
     return build_meta(fmt=spec.format, precision=spec.precision, opset=info.opset, batch=spec.batch,
-                      input_shape=[n, c, h, w], outputs=outputs, preprocess=enc.preprocess.to_timm(), prov=prov,
+                      input_shape=list(enc.preprocess.batch_shape(n)), outputs=outputs, preprocess=enc.preprocess.to_timm(), prov=prov,
                       verification=rep, extra={"exporter": info.to_dict(), **extra})
 
 
@@ -233,7 +241,7 @@ def _num_tokens(encoder: Any) -> int:
     import torch
 
     with torch.inference_mode():
-        return int(encoder.forward_features(torch.zeros(1, *encoder.preprocess.input_size)).shape[1])
+        return int(encoder.forward_features(torch.zeros(*encoder.preprocess.batch_shape(1))).shape[1])
 
 
 def rebuild_encoder(meta: dict[str, Any]) -> Any:
@@ -285,7 +293,7 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
         encoder = load_exported_task(info.path, meta, encoder)
         check_labels(encoder.spec, data.data)
     _check_shapes(meta, encoder, folder)
-    _, verify_set = _load_data(spec, tol, data, calibrate=False)
+    _, verify_set = _load_data(spec, tol, data, calibrate=False, video=encoder.preprocess.is_video)
     inputs = _inputs(encoder, spec, verify_set, data.seed)
     say(f"running PyTorch and the {spec.format} model on {inputs.batches} batches")
     ref = collect(torch_runner(encoder, spec.tokens), inputs)
@@ -327,7 +335,7 @@ def _runner(folder: Path, spec: ExportSpec) -> Callable[[Any], Any]:
 
 def _check_shapes(meta: dict[str, Any], encoder: Any, folder: Path) -> None:
     shape = list(meta["inputs"].get("pixel_values") or [])
-    want = [int(v) for v in encoder.preprocess.input_size]
+    want = [int(v) for v in encoder.preprocess.batch_shape(1)[1:]]  # [C, H, W], or [C, T, H, W] for video
     if [int(v) for v in shape[1:]] != want:
         raise CorruptExportError(f"{folder} takes input {shape[1:]}, the model {want}: it is an export of another "
                                  "model; pass the right one with --model or export again")

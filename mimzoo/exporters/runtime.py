@@ -1,4 +1,4 @@
-"""Embed images with an export folder, using only onnxruntime (or openvino), numpy and PIL: no torch.
+"""Embed images (or video clips) with an export folder, using only onnxruntime (or openvino), numpy and PIL: no torch.
 
 This module imports nothing from mimzoo, so a deployer can also copy this one file next to their
 application. The folder's ``export.json`` says how to feed the model (input size, mean, std,
@@ -88,6 +88,33 @@ def preprocess(image: Any, pp: Mapping[str, Any]) -> np.ndarray:
     mean = np.asarray(pp["mean"], dtype=np.float32).reshape(-1, 1, 1)
     std = np.asarray(pp["std"], dtype=np.float32).reshape(-1, 1, 1)
     return np.ascontiguousarray((arr - mean) / std, dtype=np.float32)
+
+
+def clip_indices(total: int, num_frames: int, stride: int = 1) -> list[int]:
+    """The centred clip's frame indices (as mimzoo.encoders.video.clip_indices; the last frame repeats when short)."""
+    if total < 1:
+        raise ExportRuntimeError("a clip needs at least one frame; pass a video with frames")
+    start = max(0, (total - ((num_frames - 1) * stride + 1)) // 2)
+    return [min(start + i * stride, total - 1) for i in range(num_frames)]
+
+
+def preprocess_clip(frames: Any, pp: Mapping[str, Any]) -> np.ndarray:
+    """A clip (a list of PIL frames, or a uint8 ``[T, H, W, C]`` array) -> normalised float32 ``[C, T, H, W]``.
+
+    A clip of exactly ``num_frames`` frames is used as it is; a longer or shorter one gives its centred
+    ``num_frames`` frames ``frame_stride`` apart, as mimzoo's ``encoder.transform`` does.
+    """
+    from PIL import Image
+
+    if isinstance(frames, np.ndarray):
+        if frames.ndim != 4 or frames.dtype != np.uint8 or frames.shape[-1] not in (1, 3):
+            raise ExportRuntimeError(f"a clip array must be uint8 [T, H, W, C], got {frames.dtype} {frames.shape}; "
+                                     "pass frames as uint8 [T, H, W, C] or a list of PIL images")
+        frames = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    n, stride = int(pp["num_frames"]), int(pp.get("frame_stride", 1))
+    if len(frames) != n:
+        frames = [frames[i] for i in clip_indices(len(frames), n, stride)]
+    return np.stack([preprocess(f, pp) for f in frames], axis=1)
 
 
 def session_options(threads: int | None = None, level: str = "all") -> Any:
@@ -204,11 +231,13 @@ class _Embeds:
         return dict(self.meta["preprocess"])
 
     def embed(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
-        """Pooled embeddings ``[N, D]`` of PIL images, preprocessed as export.json says."""
+        """Pooled embeddings ``[N, D]`` of PIL images, preprocessed as export.json says; for a video export
+        (``num_frames`` in its preprocess), of clips (lists of PIL frames or uint8 ``[T, H, W, C]`` arrays)."""
         pp = self.preprocess_config
+        prep = preprocess_clip if pp.get("num_frames") else preprocess
         out = []
         for i in range(0, len(images), batch_size):
-            batch = np.stack([preprocess(im, pp) for im in images[i:i + batch_size]])
+            batch = np.stack([prep(im, pp) for im in images[i:i + batch_size]])
             out.append(self.run(batch)[EMBEDDING])
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

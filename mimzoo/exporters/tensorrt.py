@@ -86,14 +86,17 @@ class Profile:
 
 
 def profile_for(spec: ExportSpec, input_size: Sequence[int]) -> Profile:
-    """The profile of an export: batch (1, opt_batch, max_batch) when dynamic, (N, N, N) when fixed.
+    """The profile of an export: batch (1, opt_batch, max_batch) when dynamic, (N, N, N) when fixed; the
+    other dimensions are the input's, ``(C, H, W)`` or, for a video encoder, ``(C, T, H, W)``.
 
     >>> profile_for(ExportSpec(batch="dynamic", opt_batch=8, max_batch=32), (3, 224, 224)).opt
     (8, 3, 224, 224)
+    >>> profile_for(ExportSpec(batch="dynamic", opt_batch=8, max_batch=32), (3, 16, 224, 224)).max
+    (32, 3, 16, 224, 224)
     """
     lo, opt, hi = spec.batch_range()
-    c, h, w = (int(v) for v in input_size)
-    return Profile((lo, c, h, w), (opt, c, h, w), (hi, c, h, w))
+    dims = tuple(int(v) for v in input_size)
+    return Profile((lo, *dims), (opt, *dims), (hi, *dims))
 
 
 def precision_flags(precision: str) -> tuple[str, ...]:

@@ -53,9 +53,9 @@ def make_inputs(encoder: Any, images: ImageSet, *, random_sizes: tuple[int, ...]
                 seed: int = 0) -> VerifyInputs:
     """Random batches of the given sizes and `images` preprocessed with the encoder's transform."""
     torch = require("torch")
-    c, h, w = encoder.preprocess.input_size
     rng = np.random.default_rng(seed)
-    random = tuple(rng.standard_normal((n, c, h, w)).astype(np.float32) for n in random_sizes)
+    shape = encoder.preprocess.batch_shape  # [N, C, H, W], or [N, C, T, H, W] clips for a video encoder
+    random = tuple(rng.standard_normal(shape(n)).astype(np.float32) for n in random_sizes)
     real = labels = None
     if len(images):
         transform = encoder.transform

@@ -130,6 +130,15 @@ class Preprocess:
         """True for a video encoder's preprocessing (clips ``[C, T, H, W]`` rather than images)."""
         return self.num_frames is not None
 
+    def batch_shape(self, n: int | str) -> tuple[Any, ...]:
+        """The shape of a batch of `n` inputs: ``(n, C, H, W)``, or ``(n, C, T, H, W)`` for a video encoder.
+
+        >>> Preprocess(input_size=(3, 32, 32), num_frames=4).batch_shape(2)
+        (2, 3, 4, 32, 32)
+        """
+        c, h, w = self.input_size
+        return (n, c, self.num_frames, h, w) if self.is_video else (n, c, h, w)
+
     def with_size(self, img_size: int | tuple[int, int] | None) -> Preprocess:
         """The same preprocessing at another square or (H, W) input size."""
         if img_size is None:

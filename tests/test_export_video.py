@@ -1,0 +1,91 @@
+"""Video exports: ONNX with a 5-D dynamic-batch input verified on real clips, INT8 through the same gate,
+the TensorRT path (CPU double) with a profile over ``[N, C, T, H, W]``, and the torch-free runtime.
+
+Every export here is the tiny random-init ``videomae-vit-test`` (4 frames of 32 px, 32 tokens), verified
+against PyTorch on moving-digits clips (the default ``--data digits`` becomes moving-digits for a video
+encoder) with the precision's usual tolerances.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import mimzoo
+from mimzoo.errors import MimzooError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+DOUBLE = Path(__file__).resolve().parent / "trt_double"
+NAME = "videomae-vit-test"
+OPTS = dict(pretrained=False, images=24)
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    return mimzoo.export(NAME, tmp_path_factory.mktemp("v") / "fp32", tokens=True, **OPTS)
+
+
+def test_onnx_takes_5d_dynamic_batch_clips_and_verifies_on_real_clips(fp32):
+    import onnx
+
+    meta = json.loads((fp32.path / "export.json").read_text())
+    assert meta["inputs"]["pixel_values"] == ["N", 3, 4, 32, 32]
+    assert meta["outputs"]["tokens"] == ["N", 32, 32]  # L = T/t * H/p * W/p = 2 * 4 * 4
+    assert meta["preprocess"]["num_frames"] == 4 and meta["preprocess"]["frame_stride"] == 1
+    ver = meta["verification"]
+    assert ver["passed"] and ver["data"].startswith("moving-digits") and ver["images"] == 24
+    graph_in = onnx.load(str(fp32.path / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in graph_in][1:] == [3, 4, 32, 32] and graph_in[0].dim_param
+    assert mimzoo.verify(fp32.path, images=24)["passed"]  # rebuilt from provenance, same clips
+
+
+def test_torch_free_runtime_embeds_clips_like_the_encoder(fp32):
+    from mimzoo.exporters.pipeline import rebuild_encoder
+    from mimzoo.exporters.runtime import load_export
+
+    enc = rebuild_encoder(json.loads((fp32.path / "export.json").read_text()))  # the exported weights, by digest
+    clips = [(np.random.default_rng(i).random((9, 40, 48, 3)) * 255).astype(np.uint8) for i in range(3)]
+    got = load_export(fp32.path).embed(clips)
+    with torch.no_grad():
+        want = enc.embed_images(clips).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_int8_goes_through_the_same_gate(tmp_path):
+    res = mimzoo.export(NAME, tmp_path / "int8", precision="int8", calibration_images=16, **OPTS)
+    meta = json.loads((res.path / "export.json").read_text())
+    assert meta["precision"] == "int8" and meta["verification"]["passed"]
+    assert meta["inputs"]["pixel_values"] == ["N", 3, 4, 32, 32]
+    assert meta["verification"]["data"].startswith("moving-digits")
+
+
+def test_image_data_is_refused_for_a_video_model_in_one_line(tmp_path):
+    with pytest.raises(MimzooError) as e:
+        mimzoo.export(NAME, tmp_path / "x", data=str(tmp_path), **OPTS)
+    assert "\n" not in str(e.value) and "moving-digits" in str(e.value)
+
+
+def test_tensorrt_profile_covers_the_clip_shape(tmp_path):
+    """The TensorRT path through the CPU double: the profile is [N, C, T, H, W] and the engine verifies."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(DOUBLE))
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(DOUBLE), os.environ.get("PYTHONPATH")) if p))
+        mp.delenv("TRT_DOUBLE_VERSION", raising=False)
+        sys.modules.pop("tensorrt", None)
+        try:
+            import tensorrt as trt
+
+            assert trt.HOST_MEMORY_DOUBLE
+            res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4,
+                                cache_dir=tmp_path / "cache", **OPTS)
+            header = trt.describe_engine((res.path / "model.engine").read_bytes())
+            assert header["profile"]["pixel_values"] == [[1, 3, 4, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
+            assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
+        finally:
+            sys.modules.pop("tensorrt", None)
