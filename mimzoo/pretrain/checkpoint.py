@@ -43,9 +43,20 @@ def full_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[dict
 
 
 def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_sd: dict, optim_sd: dict) -> None:
-    from torch.distributed.checkpoint.state_dict import set_state_dict
+    """The model strictly; the optimiser without requiring state for every parameter: one that has had no
+    gradient yet (iBOT's prototypes in the first epoch) has none, in the checkpoint as in the live run."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
 
-    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=optim_sd, options=_options())
+    set_model_state_dict(model, model_sd, options=_options())
+    lenient = StateDictOptions(full_state_dict=True, cpu_offload=True, strict=False)
+    set_optimizer_state_dict(model, optimizer, optim_sd, options=lenient)
+    # torch fills a fresh optimiser's state with one zero-gradient step before loading; a parameter the
+    # checkpoint has no state for must start without any, as it would have in the run that saved it
+    saved = optim_sd.get("state", {})
+    for name, param in model.named_parameters():
+        fqn = name.replace("_orig_mod.", "").removeprefix("module.")
+        if fqn not in saved:
+            optimizer.state.pop(param, None)
 
 
 def rng_state() -> dict[str, Any]:

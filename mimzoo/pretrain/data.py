@@ -143,9 +143,14 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 
 class Augmenter:
-    """Random resized crop (+ optional flip) to the encoder's input size, then normalisation."""
+    """Random resized crop (+ optional flip) to the encoder's input size, then normalisation.
 
-    def __init__(self, preprocess: Preprocess, augment: Augment, source: ImageSource):
+    With several views (``augment.global_crops > 1`` or ``local_crops``: iBOT/DINO's multi-crop),
+    :meth:`views` gives the global views ``[G, C, H, W]``, or ``([G, C, H, W], [V, C, h, w])`` with
+    local ones (side ``augment.local_size``, default 96/224 of the input in whole ``patch`` units).
+    """
+
+    def __init__(self, preprocess: Preprocess, augment: Augment, source: ImageSource, patch: int = 1):
         self.size = tuple(preprocess.input_size[1:])
         self.channels = preprocess.input_size[0]
         self.mean = torch.tensor(preprocess.mean).view(-1, 1, 1)
@@ -153,17 +158,30 @@ class Augmenter:
         self.scale, self.flip = augment.crop_scale, augment.hflip and source.flip_ok
         self.mode = source.interpolation
         self.frames = (getattr(preprocess, "num_frames", None), getattr(preprocess, "frame_stride", 1) or 1)
+        self.global_crops, self.local_crops = augment.global_crops, augment.local_crops
+        self.local_scale = augment.local_crop_scale
+        side = augment.local_size or max(patch, round(self.size[0] * 96 / 224 / patch) * patch)
+        self.local_size = (side, side)
+        self.multi_view = self.global_crops > 1 or self.local_crops > 0
 
-    def __call__(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def views(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The global views ``[G, C, H, W]``, plus the local ones ``[V, C, h, w]`` when there are any."""
+        glob = torch.stack([self(img, gen) for _ in range(self.global_crops)])
+        if not self.local_crops:
+            return glob
+        return glob, torch.stack([self(img, gen, self.local_size, self.local_scale) for _ in range(self.local_crops)])
+
+    def __call__(self, img: torch.Tensor, gen: torch.Generator, size: tuple[int, int] | None = None,
+                 scale: tuple[float, float] | None = None) -> torch.Tensor:
         """``[C, H, W]`` -> ``[C, h, w]``; a clip ``[C, T, H, W]`` -> ``[C, num_frames, h, w]``."""
         clip = img.ndim == 4
         if clip:
             img = self._frames(img, gen).transpose(0, 1)  # [T', C, H, W]: frames as a batch, one crop for all
-        top, left, h, w = self._crop_box(img.shape[-2], img.shape[-1], gen)
+        top, left, h, w = self._crop_box(img.shape[-2], img.shape[-1], gen, scale or self.scale)
         x = img[..., top : top + h, left : left + w]
         x = x if clip else x.unsqueeze(0)
         kwargs = {} if self.mode == "nearest" else {"align_corners": False, "antialias": True}
-        x = F.interpolate(x, size=self.size, mode=self.mode, **kwargs).clamp_(0.0, 1.0)
+        x = F.interpolate(x, size=size or self.size, mode=self.mode, **kwargs).clamp_(0.0, 1.0)
         if self.flip and torch.rand((), generator=gen) < 0.5:
             x = x.flip(-1)
         if x.shape[1] != self.channels:
@@ -183,12 +201,13 @@ class Augmenter:
         start = int(torch.randint(0, total - span + 1, (1,), generator=gen))
         return clip[:, start : start + span : stride]
 
-    def _crop_box(self, height: int, width: int, gen: torch.Generator) -> tuple[int, int, int, int]:
+    def _crop_box(self, height: int, width: int, gen: torch.Generator,
+                  scale: tuple[float, float]) -> tuple[int, int, int, int]:
         """An area share in ``scale`` and aspect ratio in [3/4, 4/3] (log-uniform); 10 tries, then the full image."""
         area = height * width
         for _ in range(10):
             u = torch.rand(3, generator=gen).tolist()
-            target = area * (self.scale[0] + u[0] * (self.scale[1] - self.scale[0]))
+            target = area * (scale[0] + u[0] * (scale[1] - scale[0]))
             ratio = math.exp(math.log(3 / 4) + u[1] * (math.log(4 / 3) - math.log(3 / 4)))
             w, h = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
             if 0 < w <= width and 0 < h <= height:
@@ -199,7 +218,7 @@ class Augmenter:
 
 
 class PretrainDataset(torch.utils.data.Dataset):
-    """``dataset[(index, seed)]`` -> an augmented, normalised image ``[C, H, W]``."""
+    """``dataset[(index, seed)]`` -> an augmented, normalised image ``[C, H, W]`` (its views, multi-crop)."""
 
     def __init__(self, source: ImageSource, augmenter: Augmenter):
         self.source, self.augment = source, augmenter
@@ -207,9 +226,12 @@ class PretrainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, key: tuple[int, int]) -> torch.Tensor:
+    def __getitem__(self, key: tuple[int, int]) -> Any:
         index, seed = key
-        return self.augment(self.source.image(index), torch.Generator().manual_seed(seed))
+        gen = torch.Generator().manual_seed(seed)
+        if getattr(self.augment, "multi_view", False):
+            return self.augment.views(self.source.image(index), gen)
+        return self.augment(self.source.image(index), gen)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

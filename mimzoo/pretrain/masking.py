@@ -111,13 +111,16 @@ class Blockwise(MaskGenerator):
     Each rectangle has an area drawn in ``[min_block, budget]`` (budget = patches still to mask,
     capped by ``max_block``) and a log-uniform aspect ratio; a rectangle that adds nothing new or
     overshoots the budget is redrawn (10 tries), so images get at most ``int(ratio * L)`` patches.
+    iBOT's variant: ``unmasked_share`` of the images stay whole and the others draw their ratio in
+    ``ratio +- ratio_var`` (iBOT: half the views unmasked, the rest 0.3 +- 0.2).
     """
 
     def __init__(self, grid: tuple[int, int], ratio: float, min_block: int = 16, max_block: int | None = None,
-                 aspect: tuple[float, float] = (0.3, 1 / 0.3)):
+                 aspect: tuple[float, float] = (0.3, 1 / 0.3), ratio_var: float = 0.0, unmasked_share: float = 0.0):
         super().__init__(grid)
+        self.ratio, self.ratio_var, self.unmasked_share = ratio, ratio_var, unmasked_share
         self.goal = int(ratio * self.length)
-        self.min_block, self.max_block = min_block, max_block or self.goal
+        self.min_block, self.max_block = min_block, max_block
         self.log_aspect = (math.log(aspect[0]), math.log(aspect[1]))
 
     def __call__(self, n: int, gen: torch.Generator) -> MaskBatch:
@@ -125,12 +128,20 @@ class Blockwise(MaskGenerator):
         rng = random.Random(seed)
         return self._batch(torch.stack([self._one(rng) for _ in range(n)]).view(n, self.length))
 
+    def _goal(self, rng: random.Random) -> int:
+        """Patches to mask in one image (draws nothing from `rng` unless iBOT's per-image ratio is on)."""
+        if self.unmasked_share and rng.random() < self.unmasked_share:
+            return 0
+        if self.ratio_var:
+            return int(rng.uniform(self.ratio - self.ratio_var, self.ratio + self.ratio_var) * self.length)
+        return self.goal
+
     def _one(self, rng: random.Random) -> torch.Tensor:
         h, w = self.grid
         mask = torch.zeros(h, w, dtype=torch.bool)
-        count = 0
-        while count < self.goal:
-            added = self._add_block(mask, rng, min(self.goal - count, self.max_block))
+        count, goal = 0, self._goal(rng)
+        while count < goal:
+            added = self._add_block(mask, rng, min(goal - count, self.max_block or goal))
             if added == 0:
                 break
             count += added
@@ -233,7 +244,8 @@ def make_mask_generator(spec: Masking, grid: tuple[int, int], patch_size: int) -
             raise RecipeError(f"masking.mask_patch_size {size} is not a multiple of the patch size {patch_size}")
         return RandomBlock(grid, spec.ratio, size // patch_size)
     if spec.kind == "blockwise":
-        return Blockwise(grid, spec.ratio, spec.min_block, spec.max_block, spec.aspect)
+        return Blockwise(grid, spec.ratio, spec.min_block, spec.max_block, spec.aspect, spec.ratio_var,
+                         spec.unmasked_share)
     if spec.kind == "multi-block":
         return MultiBlock(grid, spec)
     raise RecipeError(f"unknown masking '{spec.kind}'")

@@ -143,6 +143,7 @@ class _Run:
 
     def __init__(self, cfg: TrainConfig, info: D.DistInfo, on_log: Callable[[dict[str, Any]], None] | None,
                  on_progress: Callable[[dict[str, Any]], None] | None = None):
+        from ..encoders.build import patch_size_of
         from .arch import build_encoder
         from .models import build_objective
         from .models.attention import choose_attention
@@ -159,7 +160,8 @@ class _Run:
         torch.manual_seed(cfg.seed)  # identical initial weights on every process
         encoder = build_encoder(self.arch, self.recipe.method, cfg.img_size)
         source = open_source(cfg.data)
-        self.dataset = PretrainDataset(source, Augmenter(encoder.preprocess, self.recipe.augment, source))
+        patch = patch_size_of(encoder.info.arch, encoder.info.model_args) or 1  # local views: whole patches
+        self.dataset = PretrainDataset(source, Augmenter(encoder.preprocess, self.recipe.augment, source, patch))
         self.objective = build_objective(self.recipe, encoder).to(info.device).train()
         _freeze_unused(self.objective.encoder)
         switched = choose_attention(self.objective, info.device, cfg.precision)
@@ -167,6 +169,7 @@ class _Run:
             log.info("%s on the CPU: %d attention modules compute with matmuls instead of SDPA (faster there)",
                      cfg.precision, switched)
         self._plan_sizes(len(source))
+        self.objective.set_schedule(self.steps_per_epoch, self.total)  # per-epoch schedules (iBOT temperatures)
         self.model = D.wrap(self.objective, info, cfg.fsdp)  # before the optimiser: FSDP replaces parameters
         self.optimizer = _adamw(self.objective, self.recipe, self.lr, info.device, fused=not cfg.fsdp)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
@@ -273,7 +276,7 @@ class _Run:
             last = j == len(images) - 1
             part = mine.slice(j * self.micro, (j + 1) * self.micro)
             with self._sync(last), self._autocast():
-                loss = self.model(x.to(self.info.device, non_blocking=True), part, denom)
+                loss = self.model(_to_device(x, self.info.device), part, denom)
             self._backward(loss * self.info.world)
             total += float(loss.detach())
         self._optimizer_step()
@@ -296,6 +299,7 @@ class _Run:
         clip = self.recipe.optim.clip_grad
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
+        self.objective.before_optimizer_step()  # e.g. iBOT drops its prototypes' gradients in the first epoch
         if clip:
             torch.nn.utils.clip_grad_norm_(self.objective.parameters(), clip)
         if self.scaler:
@@ -397,6 +401,13 @@ def _with_noted_overrides(recipe: Recipe, overrides: tuple[tuple[str, str], ...]
     changed = with_overrides(recipe, dict(overrides))
     sets = ", ".join(f"{k}={v}" for k, v in overrides)
     return replace(changed, notes=f"{recipe.notes}; this run overrides {sets}" if recipe.notes else f"overrides {sets}")
+
+
+def _to_device(x: Any, device: torch.device) -> Any:
+    """A batch on `device`: a tensor, or the list of tensors of a multi-crop batch (global, local views)."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_device(v, device) for v in x)
+    return x.to(device, non_blocking=True)
 
 
 def _mask_seed(seed: int, step: int) -> int:

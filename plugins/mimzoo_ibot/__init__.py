@@ -32,6 +32,7 @@ from __future__ import annotations
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
 from .layouts import LAYOUTS
+from .recipe import RECIPE
 
 _CDN = "https://lf3-nlp-opensource.bytetos.com/obj/nlp-opensource/archive/2022/ibot"
 # the official eval transform: Resize(256, bicubic) + CenterCrop(224), ImageNet mean/std
@@ -111,6 +112,7 @@ METHOD = Method(
         "8192 prototypes at masked patches, plus DINO's cross-view [CLS] loss; shared projection head",
     ),
     license="apache-2.0",
+    recipe=RECIPE,
     variants=(
         _variant("s", "vit_small_patch16_224", 21.666, folder="vits_16", pooling="token", linear=_LINEAR_S,
                  ref=Reference(knn_top1=75.2, linear_top1=77.9, finetune_top1=82.3, epochs=800,

@@ -37,6 +37,10 @@ def build_objective(recipe: Recipe, encoder: Any, *, trained: bool | None = None
         from .videomae import build_videomae
 
         return build_videomae(recipe, encoder)
+    if recipe.decoder.kind == "projection-head":  # iBOT: EMA teacher + projection head, several views (models/ibot.py)
+        from .ibot import build_ibot
+
+        return build_ibot(recipe, encoder)
     model, pp, dec = encoder.model, encoder.preprocess, recipe.decoder
     if pp.is_video:
         from ..recipe import RecipeError

@@ -54,6 +54,12 @@ class Objective(nn.Module):
         """Called after every optimiser step with the share of training done (EMA teachers)."""
         self.target.update(self.encoder, progress)
 
+    def set_schedule(self, steps_per_epoch: int, total_steps: int) -> None:
+        """Told once, before training, how steps fall into epochs (objectives with per-epoch schedules)."""
+
+    def before_optimizer_step(self) -> None:
+        """Called after the gradients are complete (and unscaled), before clipping and the optimiser step."""
+
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, masks: MaskBatch) -> torch.Tensor:
         """Predicted images ``[N, C, H, W]`` (pixel targets only)."""
