@@ -1,7 +1,10 @@
 """`mimzoo quickstart`: the main job end to end, offline, on the bundled model and digits.
 
 load -> k-NN and linear probe -> export ONNX -> verify -> bench (torch vs onnxruntime) ->
-reconstruction picture -> a Hub-ready folder (dry-run publish). Every step goes through the
+reconstruction picture -> a Hub-ready folder (dry-run publish). ``video=True`` is the video twin
+(``mimzoo quickstart --video``): the bundled videomae-vit-digits on moving-digits clips, an animated
+GIF of its reconstructions, and no bench step (its figures are the image quickstart's business).
+Every step goes through the
 same public API a user calls (``mimzoo.load``, ``mimzoo.evaluate``, ``mimzoo.export``,
 ``mimzoo.verify``, ``mimzoo.api.export.bench``, ``mimzoo.pretrain.reconstruct``,
 ``mimzoo.publish``), so a passing quickstart says those work on this machine.
@@ -52,6 +55,7 @@ class QuickstartConfig:
     bench_iters: int = 20  # timed rounds per backend and batch (medians are reported)
     reconstruct_images: int = 6  # digits test images in the reconstruction picture
     threads: int | None = 1  # intra-op threads of both bench backends (1: steady figures on a busy machine)
+    video: bool = False  # the video twin: clips in, reconstruction.gif out, no bench (see video_config)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,11 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
         with atomic_dir(out, overwrite=True, kind="quickstart") as tmp:
             cache = out / "cache" if out.is_dir() else tmp / "cache"  # a first run leaves nothing under `out` if cut
             run = _Runner(config, tmp, say, cache=cache)
-            for step in (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish):
+            steps = (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish)
+            if config.video:  # clips: the GIF takes the picture's place, and the bench is left to the images
+                steps = (run.load, run.probes, run.export, run.verify, run.reconstruct_clips, run.publish)
+            run.total = len(steps) + 1  # the probes are two lines
+            for step in steps:
                 step()
             report = QuickstartReport(output=out, steps=tuple(run.steps), figures=run.figures)
             with atomic_file(tmp / MARKER) as summary:
@@ -135,10 +143,11 @@ class _Runner:
         self.figures: dict[str, Any] = {}
         self.encoder: Any = None
         self.done = 0
+        self.total = 7
 
     def _timed(self, name: str, fn: Callable[[], tuple[str, bool]]) -> None:
         self.done += 1
-        self.say(f"[{self.done}/7] {name}")
+        self.say(f"[{self.done}/{self.total}] {name}")
         start = time.perf_counter()
         result, ok = fn()
         self.steps.append(Step(name, result, round(time.perf_counter() - start, 1), ok))
@@ -232,6 +241,20 @@ class _Runner:
 
         self._timed("reconstruct", run)
 
+    def reconstruct_clips(self) -> None:
+        from ..data import open_dataset
+        from ..pretrain.reconstruct import reconstruct
+
+        def run() -> tuple[str, bool]:
+            split = open_dataset(self.cfg.data).eval
+            n = min(self.cfg.reconstruct_images // 2 or 1, len(split))
+            clips = [split.image(i) for i in range(n)]  # every frame; the encoder's transform takes its own
+            path = reconstruct(self.cfg.model, clips, self.out / "reconstruction.gif")
+            frames = self.encoder.preprocess.num_frames
+            return f"{path.name}: original | masked | reconstruction | + visible, {n} clips x {frames} frames", True
+
+        self._timed("reconstruct", run)
+
     def publish(self) -> None:
         import mimzoo
 
@@ -243,6 +266,16 @@ class _Runner:
             return f"hub-folder/: {len(res.files)} files, {size:.1f} MB, card + config + ONNX (nothing uploaded)", True
 
         self._timed("publish (dry run)", run)
+
+
+def video_config(**fields: Any) -> QuickstartConfig:
+    """The video quickstart's defaults (bundled videomae-vit-digits, moving-digits, its own folder), then `fields`.
+
+    >>> video_config().model, video_config(output="qs").output
+    ('videomae-vit-digits', 'qs')
+    """
+    base = {"model": "videomae-vit-digits", "data": "moving-digits", "output": "mimzoo-quickstart-video", "video": True}
+    return QuickstartConfig(**{**base, **{k: v for k, v in fields.items() if v is not None}})
 
 
 def default_repo(model: str) -> str:
