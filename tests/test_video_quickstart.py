@@ -35,7 +35,7 @@ def test_video_quickstart_runs_offline_and_reports_every_step(video_run):
     summary = json.loads((out / "quickstart.json").read_text())
     assert [s["step"] for s in summary["steps"]] == STEPS and summary["config"]["video"] is True
     assert summary["config"]["model"] == "videomae-vit-digits" and summary["config"]["data"] == "moving-digits"
-    assert "[1/7] load" in r.stderr
+    assert "[1/6] load" in r.stderr
     results = json.loads((BUNDLED / "results.json").read_text())  # the same figures as the bundled ones
     for task in ("knn", "linear"):
         assert summary["figures"]["eval"][task]["top1"] == pytest.approx(results["pretrained"][task], abs=0.01)

@@ -113,7 +113,7 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
             steps = (run.load, run.probes, run.export, run.verify, run.bench, run.reconstruct, run.publish)
             if config.video:  # clips: the GIF takes the picture's place, and the bench is left to the images
                 steps = (run.load, run.probes, run.export, run.verify, run.reconstruct_clips, run.publish)
-            run.total = len(steps) + 1  # the probes are two lines
+            run.total = len(steps)
             for step in steps:
                 step()
             report = QuickstartReport(output=out, steps=tuple(run.steps), figures=run.figures)
