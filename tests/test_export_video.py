@@ -89,3 +89,24 @@ def test_tensorrt_profile_covers_the_clip_shape(tmp_path):
             assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
         finally:
             sys.modules.pop("tensorrt", None)
+
+
+def test_openvino_export_of_clips_verifies(tmp_path):
+    pytest.importorskip("openvino")
+    res = mimzoo.export(NAME, tmp_path / "ov", format="openvino", **OPTS)
+    meta = json.loads((res.path / "export.json").read_text())
+    assert meta["verification"]["passed"] and meta["inputs"]["pixel_values"] == ["N", 3, 4, 32, 32]
+
+
+def test_bench_runs_on_a_video_model(tmp_path):
+    from click.testing import CliRunner
+
+    from mimzoo.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["bench", NAME, "--random-init", "--backends", "torch,onnxruntime", "--batch-sizes", "2",
+                                 "--iters", "1", "--warmup", "1", "--no-memory", "--images", "8", "--threads", "1",
+                                 "--workdir", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rows = [line.split() for line in r.output.splitlines() if line.startswith(("torch ", "onnxruntime "))]
+    assert [(row[0], row[1]) for row in rows] == [("torch", "2"), ("onnxruntime", "2")]
+    assert all("ok" in row for row in rows)

@@ -242,9 +242,8 @@ def run_bench(encoder: Any, model: Any, cfg: BenchConfig, workdir: Path,
 def _run(encoder: Any, model: Any, cfg: BenchConfig, workdir: Path, say: Callable[[str], None]) -> list[BenchRow]:
     from .bench_backends import ensure_export, load_backend, sync_for
 
-    c, h, w = encoder.preprocess.input_size
-    rng = np.random.default_rng(0)
-    data = {n: rng.standard_normal((n, c, h, w)).astype(np.float32) for n in cfg.batches}
+    rng = np.random.default_rng(0)  # images [N, C, H, W], or clips [N, C, T, H, W] for a video encoder
+    data = {n: rng.standard_normal(encoder.preprocess.batch_shape(n)).astype(np.float32) for n in cfg.batches}
     skipped: dict[str, tuple[str, str]] = {}
     folders: dict[str, Path] = {}
     for name in cfg.backends:
@@ -307,7 +306,7 @@ def _memory(loaded: list[Backend], encoder: Any, folders: dict[str, Path], cfg: 
         for b in loaded:
             say(f"measuring the memory of {b.name} in a fresh interpreter")
             try:
-                peaks = measure(b.name, batches=cfg.batches, input_size=tuple(encoder.preprocess.input_size),
+                peaks = measure(b.name, batches=cfg.batches, input_size=tuple(encoder.preprocess.batch_shape(1)[1:]),
                                 device=cfg.device, threads=cfg.threads, warmup=cfg.warmup, folder=folders.get(b.name),
                                 model_folder=model_folder if b.name.startswith("torch") else None)
             except Exception as e:  # memory is a column, not a reason to lose the timings

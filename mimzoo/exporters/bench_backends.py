@@ -83,7 +83,7 @@ def _reusable(folder: Path, fmt: str, precision: str, encoder: Any) -> bool:
         return False
     return ((meta["format"], meta["precision"]) == (fmt, precision) and bool(meta["verification"].get("passed"))
             and meta["provenance"].get("state_sha256") == state_sha256(encoder)
-            and list(meta["inputs"]["pixel_values"][1:]) == list(encoder.preprocess.input_size))
+            and list(meta["inputs"]["pixel_values"][1:]) == list(encoder.preprocess.batch_shape(1)[1:]))
 
 
 def _require_gpu(cfg: BenchConfig, what: str) -> None:
@@ -155,7 +155,7 @@ def _compiled(module: Any) -> tuple[Any, str]:
     import torch
 
     compiled = torch.compile(module)
-    x = torch.zeros(1, *module.preprocess.input_size, device=next(module.parameters()).device)
+    x = torch.zeros(*module.preprocess.batch_shape(1), device=next(module.parameters()).device)
     t0 = time.perf_counter()
     try:
         with torch.inference_mode():
