@@ -253,3 +253,39 @@ def test_clip_transform_refuses_other_inputs_in_one_line(bad):
     with pytest.raises(ValueError) as e:
         _encoder().transform(bad)
     assert "\n" not in str(e.value) and "[T, H, W, C]" in str(e.value)
+
+
+def test_model_folder_round_trip_keeps_the_video_preprocessing(tmp_path):
+    enc = _encoder("videomae-v2-vit-test")
+    enc.save_pretrained(str(tmp_path / "m"))
+    cfg = __import__("json").loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["architecture"] == "video_vit" and cfg["pretrained_cfg"]["num_frames"] == 4
+    back = mimzoo.load(str(tmp_path / "m")).eval()
+    assert back.preprocess == enc.preprocess and back.model.fc_norm.weight is not None
+    x = _clips(seed=9)
+    with torch.no_grad():
+        assert torch.equal(back(x), enc(x)) and torch.equal(back.forward_features(x), enc.forward_features(x))
+
+
+def test_transformers_hub_files_with_q_bias_v_bias_names_load_the_same():
+    """MCG-NJU/videomae-* files were written by transformers 4, whose attention held q_bias / v_bias beside
+    bias-free query / value; transformers 5 names them query.bias / value.bias. Both load alike."""
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    hf = VideoMAEForPreTraining(VideoMAEConfig(**TINY, use_mean_pooling=False, decoder_hidden_size=16,
+                                               decoder_num_hidden_layers=1, decoder_num_attention_heads=2,
+                                               decoder_intermediate_size=32)).eval()
+    _randomise(hf, 11)
+    v5 = dict(hf.state_dict())
+    v4 = {k.replace("attention.attention.query.bias", "attention.attention.q_bias")
+           .replace("attention.attention.value.bias", "attention.attention.v_bias"): v for k, v in v5.items()}
+    assert any(k.endswith("q_bias") for k in v4)
+    layouts = get_registry().model("videomae-vit-test").variant.layouts
+    a, b = _encoder(), _encoder()
+    convert_and_load(a.model, v5, layouts, source="v5", owner="t")
+    convert_and_load(b.model, v4, layouts, source="v4", owner="t")
+    x = _clips(seed=12)
+    with torch.no_grad():
+        ref = hf.videomae(x.transpose(1, 2)).last_hidden_state
+        assert torch.equal(a.forward_features(x), b.forward_features(x))
+        assert (a.forward_features(x) - ref).abs().max() < TOL
