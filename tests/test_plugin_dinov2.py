@@ -268,14 +268,16 @@ def test_timm_layout_from_timms_own_filter(tmp_path, registers):
     timm_sd = checkpoint_filter_fn(dict(sd), ref_model)
     ref_model.load_state_dict(timm_sd)
     save_file({k: v.contiguous() for k, v in timm_sd.items()}, str(tmp_path / "model.safetensors"))
-    enc = mimzoo.load("dinov2-vit-test-reg4" if registers else "dinov2-vit-test",
-                      weights=str(tmp_path / "model.safetensors"), img_size=NATIVE).eval()
-    assert enc.info.weights.layout == "timm"
+    torch.save(timm_sd, tmp_path / "model.pth")
     x = _images(NATIVE)
     with torch.no_grad():
         timm_tokens = ref_model.eval().forward_features(x)
-    assert_matches(enc, official_forward(sd, x), x, REG if registers else 0)
-    torch.testing.assert_close(enc.forward_features(x).detach(), timm_tokens.detach(), atol=TOL, rtol=0)
+    for file in ("model.safetensors", "model.pth"):
+        enc = mimzoo.load("dinov2-vit-test-reg4" if registers else "dinov2-vit-test",
+                          weights=str(tmp_path / file), img_size=NATIVE).eval()
+        assert enc.info.weights.layout == "timm"
+        assert_matches(enc, official_forward(sd, x), x, REG if registers else 0)
+        torch.testing.assert_close(enc.forward_features(x).detach(), timm_tokens.detach(), atol=TOL, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -266,7 +266,7 @@ class Variant:
     name: str  # zoo name, `<method>-<arch>-<size>`, e.g. "mae-vit-b"
     arch: str  # timm architecture the encoder is built from
     params_m: float  # encoder parameters in millions (listed without building the model)
-    pooling: str = "token"  # how `encoder(x)` pools tokens, one of POOLINGS (timm global_pool)
+    pooling: str = "token"  # how `encoder(x)` pools tokens, one of POOLINGS (timm global_pool, or mimzoo's token-avg)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra timm kwargs (read-only)
     preprocess: Preprocess = Preprocess()  # input size, normalisation, resize and crop
     weights: tuple[WeightSource, ...] = ()  # pretrained weight sources, the first is the default
