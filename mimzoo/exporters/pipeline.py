@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> Veri
 
 
 def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool,
-               video: bool = False) -> tuple[ImageSet, ImageSet]:
+               video: bool = False, seg_size: tuple[int, int] | None = None) -> tuple[ImageSet, ImageSet]:
     """(calibration images, verification images): disjoint sets from one seeded draw. The verification
     images come first, so `mimzoo verify` (which draws no calibration images) sees the same ones. A video
     encoder verifies on clips: the default "digits" becomes "moving-digits" (its test clips)."""
@@ -107,7 +107,12 @@ def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: b
         what = "clips: pass --data moving-digits or video-folder:PATH" if video else \
             "images: pass --data digits or an image folder"
         raise ExportError(f"--data {source} does not fit this model, which takes {what}")
-    everything = load_images(source, n_verify + n_calib, seed=data.seed)
+    if seg_size is not None:  # a segmentation task model: images and their masks (mimzoo.exporters.task)
+        from .task import load_seg_images
+
+        everything = load_seg_images(data.data, n_verify + n_calib, seed=data.seed, size=seg_size)
+    else:
+        everything = load_images(source, n_verify + n_calib, seed=data.seed)
     verify_set, calib = everything.split(n_verify)
     if tol.needs_labels and (verify_set.labels is None or len(verify_set) < 3):
         check = "k-NN" if tol.needs_knn else ("mIoU" if tol.miou_drop is not None else "top-1")
@@ -137,11 +142,13 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
                    say: Say, cache_dir: Path | None) -> ExportResult:
     tol = Tolerances.for_precision(spec.precision).for_task(src.task).updated(tolerances)
     if src.head_dir is not None:
-        from .task import check_labels
+        from .task import check_labels, seg_data
 
+        data = replace(data, data=seg_data(src.encoder.spec, data.data))
         check_labels(src.encoder.spec, data.data)
     calibrate = spec.precision == "int8" and (spec.format in ("tensorrt", "openvino") or spec.int8_method != "dynamic")
-    calib, verify_set = _load_data(spec, tol, data, calibrate, video=src.encoder.preprocess.is_video)
+    calib, verify_set = _load_data(spec, tol, data, calibrate, video=src.encoder.preprocess.is_video,
+                                   seg_size=_seg_size(src.encoder))
     inputs = _inputs(src.encoder, spec, verify_set, data.seed)
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
     ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
@@ -160,7 +167,7 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
         if src.head_dir is not None:  # the head travels with the model, for verify and publish
             from .task import copy_head
 
-            extra["task"] = copy_head(src.head_dir, tmp)
+            extra["task"] = copy_head(src.head_dir, tmp, src.encoder)
         if not rep["passed"]:
             tried = len(extra.get("int8", {}).get("attempts", []))
             plans_note = f" with each of {tried} INT8 plans; the last" if tried > 1 else ""
@@ -233,7 +240,8 @@ def _meta(src: Source, spec: ExportSpec, info: OnnxExport, rep: dict[str, Any], 
         outputs = outputs_meta(src.encoder, n)
     prov = provenance(enc, model=src.model, init_seed=src.init_seed, weights_tag=src.weights_tag, img_size=src.img_size)
     return build_meta(fmt=spec.format, precision=spec.precision, opset=info.opset, batch=spec.batch,
-                      input_shape=list(enc.preprocess.batch_shape(n)), outputs=outputs, preprocess=enc.preprocess.to_timm(), prov=prov,
+                      input_shape=list(enc.preprocess.batch_shape(n)), outputs=outputs,
+                      preprocess=src.encoder.preprocess.to_timm(), prov=prov,  # a seg task model's: squash
                       verification=rep, extra={"exporter": info.to_dict(), **extra})
 
 
@@ -288,12 +296,14 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
         say(f"rebuilding {meta['provenance'].get('model')} from the export's provenance")
         encoder = rebuild_encoder(meta)
     if "task" in meta:  # the task model: the export's own head/ on that backbone
-        from .task import check_labels, load_exported_task
+        from .task import check_labels, load_exported_task, seg_data
 
         encoder = load_exported_task(info.path, meta, encoder)
+        data = replace(data, data=seg_data(encoder.spec, data.data))
         check_labels(encoder.spec, data.data)
     _check_shapes(meta, encoder, folder)
-    _, verify_set = _load_data(spec, tol, data, calibrate=False, video=encoder.preprocess.is_video)
+    _, verify_set = _load_data(spec, tol, data, calibrate=False, video=encoder.preprocess.is_video,
+                               seg_size=_seg_size(encoder))
     inputs = _inputs(encoder, spec, verify_set, data.seed)
     say(f"running PyTorch and the {spec.format} model on {inputs.batches} batches")
     ref = collect(torch_runner(encoder, spec.tokens), inputs)
@@ -306,6 +316,12 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
     rep["failures"] = [*rep["failures"], *recorded]
     rep["passed"] = not rep["failures"]
     return rep
+
+
+def _seg_size(model: Any) -> tuple[int, int] | None:
+    """(H, W) of a segmentation task model's masks; None for anything else."""
+    spec = getattr(model, "spec", None)
+    return tuple(model.preprocess.input_size[-2:]) if getattr(spec, "task", None) == "segmentation" else None
 
 
 def recorded_failures(meta: dict[str, Any], tol: Tolerances) -> list[str]:

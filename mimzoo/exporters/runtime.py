@@ -144,7 +144,8 @@ def run_in_batches(pixel_values: np.ndarray, fixed_batch: int | None, output_nam
         if fixed_batch and n < step:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
         for name, out in zip(output_names, infer(chunk)):
-            parts[name].append(np.asarray(out[:n], dtype=np.float32))
+            out = np.asarray(out[:n])  # a task model's mask stays integer; everything else float32
+            parts[name].append(out if np.issubdtype(out.dtype, np.integer) else out.astype(np.float32, copy=False))
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
@@ -233,13 +234,45 @@ class _Embeds:
     def embed(self, images: Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Pooled embeddings ``[N, D]`` of PIL images, preprocessed as export.json says; for a video export
         (``num_frames`` in its preprocess), of clips (lists of PIL frames or uint8 ``[T, H, W, C]`` arrays)."""
+        if self.task is not None:
+            raise ExportRuntimeError(f"{getattr(self, 'folder', 'this')} is a {self.task} model (backbone + head): "
+                                     "call predict(images) for its logits" + (" and mask" if self.task ==
+                                                                              "segmentation" else ""))
+        return self._outputs(images, batch_size)[EMBEDDING]
+
+    @property
+    def task(self) -> str | None:
+        """"classification" or "segmentation" for a task export (backbone + head), None for a backbone."""
+        return ((self.meta.get("task") or {}).get("head") or {}).get("task")
+
+    @property
+    def labels(self) -> list[str]:
+        """A task export's class names (index = class id); [] for a backbone."""
+        return list(((self.meta.get("task") or {}).get("head") or {}).get("labels") or [])
+
+    def predict(self, images: Sequence[Any], batch_size: int = 32) -> dict[str, np.ndarray]:
+        """A task export's outputs for PIL images: ``logits`` ``[N, K]`` (classification), or ``logits``
+        ``[N, K, H, W]`` and ``mask`` ``[N, H, W]`` (segmentation, at the model's input size); class
+        names in :attr:`labels`.
+
+        >>> out = load_export("digits-linear-onnx-fp32").predict([img])  # doctest: +SKIP
+        >>> model.labels[int(out["logits"].argmax(1)[0])]  # doctest: +SKIP
+        '7'
+        """
+        if self.task is None:
+            raise ExportRuntimeError(f"{getattr(self, 'folder', 'this')} is a backbone export: call embed(images); "
+                                     "predict() runs exports made with mimzoo export MODEL --head DIR")
+        return self._outputs(images, batch_size)
+
+    def _outputs(self, images: Sequence[Any], batch_size: int) -> dict[str, np.ndarray]:
         pp = self.preprocess_config
         prep = preprocess_clip if pp.get("num_frames") else preprocess
-        out = []
+        parts: list[dict[str, np.ndarray]] = []
         for i in range(0, len(images), batch_size):
-            batch = np.stack([prep(im, pp) for im in images[i:i + batch_size]])
-            out.append(self.run(batch)[EMBEDDING])
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+            parts.append(self.run(np.stack([prep(im, pp) for im in images[i:i + batch_size]])))
+        if not parts:
+            return {EMBEDDING: np.zeros((0, 0), np.float32)}
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 class ExportedModel(_Embeds, OnnxModel):

@@ -39,8 +39,9 @@ def load_task_model(backbone: Any, head_dir: str | Path, fmt: str = "onnx") -> A
     return load_head(head_dir, backbone, mask_dtype=dtype).to(device="cpu", dtype=torch.float32).eval()
 
 
-def copy_head(head_dir: str | Path, dst: Path) -> dict[str, Any]:
-    """Copy the head folder's files to ``dst/head``; returns export.json's ``task`` block (spec + digests)."""
+def copy_head(head_dir: str | Path, dst: Path, model: Any = None) -> dict[str, Any]:
+    """Copy the head folder's files to ``dst/head``; returns export.json's ``task`` block (spec, digests,
+    and the mask's integer type when `model` is a segmentation TaskModel)."""
     from ..tasks import read_spec
 
     spec = read_spec(head_dir)
@@ -51,7 +52,10 @@ def copy_head(head_dir: str | Path, dst: Path) -> dict[str, Any]:
         if src.is_file():
             shutil.copyfile(src, dst / HEAD_DIR / name)
             digests[name] = _sha256(dst / HEAD_DIR / name)
-    return {"head": spec.to_json(), "files_sha256": digests}
+    block: dict[str, Any] = {"head": spec.to_json(), "files_sha256": digests}
+    if model is not None and spec.task == "segmentation":
+        block["mask_dtype"] = str(model.mask_dtype).replace("torch.", "")  # int64; int32 in TensorRT engines
+    return block
 
 
 def load_exported_task(folder: Path, meta: dict[str, Any], backbone: Any) -> Any:
@@ -69,9 +73,47 @@ def load_exported_task(folder: Path, meta: dict[str, Any], backbone: Any) -> Any
     return load_task_model(backbone, head, str(meta.get("format")))
 
 
+def seg_data(spec: Any, data: str | None) -> str | None:
+    """The segmentation data a seg task export verifies on: ``--data digits`` (the default) means the
+    dataset the head was trained on when that is a segmentation spec."""
+    if data is not None and str(data).lower() == "digits" and spec.task == "segmentation":
+        return spec.dataset
+    return data
+
+
+def load_seg_images(data: str | None, limit: int, *, seed: int, size: tuple[int, int]) -> Any:
+    """Up to `limit` images of a segmentation dataset's eval split with their masks, resized (nearest) to
+    `size` (H, W) as the seg probe does, as an ImageSet whose labels are ``[H, W]`` uint8 masks."""
+    from PIL import Image
+
+    from .images import ImageSet
+
+    if data is None or str(data).lower() == "none" or limit <= 0:
+        return ImageSet("none", (), None)
+    from ..data.segmentation import SEG_SPEC_HELP, is_segmentation_spec, open_segmentation
+
+    if not is_segmentation_spec(str(data)):
+        raise ExportError(f"a segmentation model verifies on masks: pass --data {SEG_SPEC_HELP} (or none)")
+    split = open_segmentation(str(data)).eval
+    pick = np.random.default_rng(seed).permutation(len(split))[:limit].tolist()
+    images, masks = [], []
+    for i in pick:
+        img, mask = split.image(i).convert("RGB"), np.asarray(split.mask(i), dtype=np.uint8)
+        images.append(img)
+        masks.append(np.asarray(Image.fromarray(np.ascontiguousarray(mask), "L").resize(size[::-1], Image.NEAREST)))
+    return ImageSet(str(data), tuple(images), tuple(masks))
+
+
 def check_labels(spec: Any, data: str | None) -> None:
     """Refuse verification images whose classes are not the head's labels (top-1 against them means nothing)."""
-    if data is None or str(data).lower() == "none" or spec.task != "classification":
+    if data is None or str(data).lower() == "none":
+        return
+    if spec.task == "segmentation":
+        from ..data.segmentation import is_segmentation_spec, open_segmentation
+
+        if is_segmentation_spec(str(data)) and tuple(open_segmentation(str(data)).classes) != tuple(spec.labels):
+            raise ExportError(f"{data}'s classes are not the head's {spec.num_classes} labels; pass --data "
+                              f"{spec.dataset or 'SPEC'} (what the head was trained on), or --data none")
         return
     if str(data).lower() == "digits":
         names = tuple(str(i) for i in range(10))

@@ -72,7 +72,8 @@ class EngineRunner:
 
     def _dtype(self, name: str) -> Any:
         trt, torch = self._trt, self._torch
-        return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8}[self.engine.get_tensor_dtype(name)]
+        return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32,
+                trt.int64: torch.int64}[self.engine.get_tensor_dtype(name)]  # int: a task model's mask
 
     def _set_input(self, x: Any) -> None:
         if not self.context.set_input_shape(self.input, tuple(x.shape)):
@@ -116,5 +117,5 @@ class EngineRunner:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.min_batch - n, axis=0)])
             outs = self.run_torch(torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device))
             for name, t in outs.items():
-                parts[name].append(t[:n].float().cpu().numpy())
+                parts[name].append((t[:n] if not t.is_floating_point() else t[:n].float()).cpu().numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}

@@ -34,6 +34,7 @@ class TaskModel(nn.Module):
         self.probs = probs and spec.task == "classification"
         self.mask_dtype = mask_dtype
         self.prefix = int(getattr(encoder.model, "num_prefix_tokens", 0)) if spec.consumes == "patch-grid" else 0
+        self._transform: Any = None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -43,7 +44,14 @@ class TaskModel(nn.Module):
 
     @property
     def preprocess(self) -> Any:
-        return self.encoder.preprocess
+        """The backbone's preprocessing; segmentation resizes the whole image to the input size (no crop,
+        as the seg probe trains), so the mask covers the whole image."""
+        pp = self.encoder.preprocess
+        if self.spec.task == "segmentation":
+            from dataclasses import replace
+
+            return replace(pp, crop_mode="squash", crop_pct=1.0)
+        return pp
 
     @property
     def info(self) -> Any:
@@ -51,8 +59,14 @@ class TaskModel(nn.Module):
 
     @property
     def transform(self) -> Any:
-        """The backbone's image transform (PIL -> normalised ``[C, H, W]``)."""
-        return self.encoder.transform
+        """The image transform of :attr:`preprocess` (PIL -> normalised ``[C, H, W]``)."""
+        if self.spec.task != "segmentation":
+            return self.encoder.transform
+        if self._transform is None:
+            from ..encoders.transforms import make_transform
+
+            self._transform = make_transform(self.preprocess)
+        return self._transform
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the head consumes: the pooled embedding ``[N, D]`` or the patch grid ``[N, D, h, w]``."""
