@@ -17,7 +17,7 @@ SMALL = "moving-digits:train=40,test=20"
 
 def test_moving_digits_is_the_same_clip_every_time_and_changes_with_the_seed():
     a, b = open_dataset(SMALL), open_dataset(SMALL)
-    assert (len(a.train), len(a.eval), a.num_classes, a.video) == (40, 20, 55, True)
+    assert (len(a.train), len(a.eval), a.num_classes, a.video) == (40, 20, 10, True)
     for i in (0, 7, 39):
         clip = a.train.array(i)
         assert clip.shape == (16, 64, 64) and clip.dtype == np.uint8 and clip.max() > 200
@@ -38,8 +38,14 @@ def test_moving_digits_move_bounce_and_keep_both_digits_on_the_canvas():
         assert (np.linalg.norm(plan["vel"], axis=1) >= 2 - 1e-9).all()
 
 
-def test_pair_labels_name_the_two_glyphs_and_direction_labels_their_first_step():
-    src = open_dataset(SMALL)
+def test_labels_digit_pair_and_direction_follow_the_glyphs_and_the_motion():
+    same = open_dataset(SMALL)  # label=digit: two different scans of one digit
+    for i in range(len(same.train)):
+        g = same.train.plans[i]["glyphs"]
+        assert g[0] != g[1] and same.train.glyph_labels[g[0]] == same.train.glyph_labels[g[1]] == same.train.label(i)
+    assert set(same.train.labels()) == set(range(10)) and same.classes == tuple("0123456789")
+    src = open_dataset(SMALL + ",label=pair")
+    assert src.num_classes == 55
     names = pair_names()
     for i in range(len(src.train)):
         plan = src.train.plans[i]
@@ -55,7 +61,7 @@ def test_pair_labels_name_the_two_glyphs_and_direction_labels_their_first_step()
 
 
 def test_moving_digits_spec_errors_are_one_line_and_name_the_options():
-    for spec, words in [("moving-digits:colour=red", "options are"), ("moving-digits:label=sum", "label=pair"),
+    for spec, words in [("moving-digits:colour=red", "options are"), ("moving-digits:label=sum", "label=digit"),
                         ("moving-digits:frames=x", "whole number"), ("moving-digits:digit=70", "smaller than")]:
         with pytest.raises(DataError, match=words) as e:
             open_dataset(spec)

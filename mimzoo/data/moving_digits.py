@@ -13,14 +13,17 @@ glyphs of its test split, so no test glyph is ever seen in training.
 
 Labels (``label=``):
 
-- ``pair`` (default): the unordered pair of the two digits, 55 classes named ``"3-7"`` (content:
-  a model must recognise both glyphs; motion does not help);
+- ``digit`` (default): both glyphs are different scans of one digit, the label is that digit, 10
+  classes (content only, the video twin of ``--data digits``: motion does not help);
+- ``pair``: two independent digits (Moving MNIST's own setting), the label is their unordered pair,
+  55 classes named ``"3-7"`` (content; a probe on a mean-pooled embedding must tell which two
+  glyphs are present, which a linear probe does poorly: it is an AND of two digits);
 - ``direction``: where the pair heads, 4 classes ``up-left``, ``up-right``, ``down-left``,
   ``down-right``. Both digits start in the same diagonal direction and the label is the
   direction of their first step (bounces change it later), so one frame cannot tell it: a model
   has to compare frames.
 
-Spec: ``moving-digits`` or ``moving-digits:frames=16,size=64,digit=28,train=1000,test=300,label=pair,seed=0``.
+Spec: ``moving-digits`` or ``moving-digits:frames=16,size=64,digit=28,train=1000,test=300,label=digit,seed=0``.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 from .base import ClipSplit, DataError, DataSource
 
-LABELS = ("pair", "direction")
+LABELS = ("digit", "pair", "direction")
 DIRECTIONS = ("up-left", "up-right", "down-left", "down-right")  # (dy < 0, dx < 0) ordered as y then x
 
 
@@ -44,13 +47,13 @@ class MovingDigitsConfig:
     digit: int = 28  # side of each upscaled glyph in px
     train: int = 1000  # clips in the train split
     test: int = 300  # clips in the test split
-    label: str = "pair"  # "pair" (55 unordered digit pairs) or "direction" (4 diagonal directions)
+    label: str = "digit"  # "digit" (10: one digit twice), "pair" (55 unordered pairs) or "direction" (4 diagonals)
     seed: int = 0  # changes every clip (the glyph split stays the one of --data digits)
 
     def check(self) -> None:
         if self.label not in LABELS:
             raise DataError(f"moving-digits: label '{self.label}' is not one of {', '.join(LABELS)}; "
-                            "pass moving-digits:label=pair")
+                            "pass moving-digits:label=digit")
         for name in ("frames", "size", "digit", "train", "test"):
             if getattr(self, name) < 1:
                 raise DataError(f"moving-digits: {name}={getattr(self, name)} must be at least 1")
@@ -68,7 +71,7 @@ def parse_spec(spec: str) -> MovingDigitsConfig:
         key = key.strip()
         if not eq or key not in known:
             raise DataError(f"moving-digits: cannot read '{item}'; options are "
-                            f"{', '.join(k + '=' for k in known)} (e.g. moving-digits:frames=16,label=pair)")
+                            f"{', '.join(k + '=' for k in known)} (e.g. moving-digits:frames=16,label=digit)")
         if key == "label":
             seen[key] = value.strip()
         else:
@@ -92,13 +95,16 @@ class MovingDigitsSplit(ClipSplit):
         self.glyph_labels = glyph_labels  # [G] int
         n = cfg.train if name == "train" else cfg.test
         rng = np.random.default_rng([cfg.seed, 0 if name == "train" else 1])
-        self.plans = [_plan(rng, cfg, len(glyphs)) for _ in range(n)]  # per clip: glyph ids, starts, velocities
+        by_class = [np.flatnonzero(np.asarray(glyph_labels) == c) for c in range(10)]
+        self.plans = [_plan(rng, cfg, by_class) for _ in range(n)]  # per clip: glyph ids, starts, velocities
         self._labels = [self._label_of(p) for p in self.plans]
 
     def _label_of(self, plan: dict[str, Any]) -> int:
         if self.cfg.label == "direction":
             vy, vx = plan["vel"][0]
             return 2 * int(vy > 0) + int(vx > 0)
+        if self.cfg.label == "digit":
+            return int(self.glyph_labels[plan["glyphs"][0]])
         a, b = sorted(int(self.glyph_labels[g]) for g in plan["glyphs"])
         return _pair_index(a, b)
 
@@ -128,12 +134,16 @@ class MovingDigitsSplit(ClipSplit):
         return f"{self.tag}:{self.name}:{len(self)}|{self.sampling_tag()}"
 
 
-def _plan(rng: Any, cfg: MovingDigitsConfig, n_glyphs: int) -> dict[str, Any]:
+def _plan(rng: Any, cfg: MovingDigitsConfig, by_class: list[Any]) -> dict[str, Any]:
     """Random glyphs, start positions and velocities of one clip (drawn in a fixed order: reproducible)."""
     import numpy as np
 
     room = cfg.size - cfg.digit
-    glyphs = rng.integers(0, n_glyphs, size=2)
+    if cfg.label == "digit":  # two different scans of one digit
+        members = by_class[int(rng.integers(0, 10))]
+        glyphs = rng.choice(members, size=2, replace=False)
+    else:
+        glyphs = rng.integers(0, sum(len(m) for m in by_class), size=2)
     pos = rng.uniform(0, room, size=(2, 2))  # (y, x) per digit
     speed = rng.uniform(2.0, 4.0, size=2)
     if cfg.label == "direction":  # both heads the same diagonal quadrant, angles 15..75 degrees inside it
@@ -205,6 +215,6 @@ def open_moving_digits(spec: str = "moving-digits") -> DataSource:
         glyphs, labels, digest = _glyphs(name, cfg.digit)
         tag = f"moving-digits(v1,{cfg},{digest})"
         splits[name] = MovingDigitsSplit(name, cfg, glyphs, labels, tag)
-    classes = DIRECTIONS if cfg.label == "direction" else pair_names()
+    classes = {"direction": DIRECTIONS, "pair": pair_names(), "digit": tuple(str(c) for c in range(10))}[cfg.label]
     return DataSource(name="moving-digits", spec=spec, classes=classes, train=splits["train"], eval=splits["test"],
                       flip_ok=False, crop_ok=False, video=True)
