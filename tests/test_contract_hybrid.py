@@ -84,3 +84,40 @@ def test_token_avg_needs_a_class_token():
         pooled = model.forward_head(tokens, pre_logits=True)
     torch.testing.assert_close(pooled, torch.cat([tokens[:, 0], tokens[:, 1:].mean(1)], dim=-1))
     assert model.num_features == 16 and type(model).__name__ == "TokenAvgVisionTransformer"
+
+
+def test_release_gate_on_the_knn_reference(tmp_path):
+    """A release recipe may gate on the paper's k-NN figure, checked against the registry."""
+    from mimzoo.hub.recipe import RecipeError, load_recipe
+
+    recipe = """
+format = 1
+model = "dinov2-vit-b14"
+weights = "timm"
+
+[hub]
+repo = "mimzoo/dinov2-vit-b14"
+license = "apache-2.0"
+
+[[validate]]
+task = "knn"
+dataset = "imagenet-1k"
+data = "/data/imagenet"
+reference = "knn_top1"
+max_drop = 0.5
+
+[[export]]
+format = "onnx"
+precision = "fp32"
+
+[export.tolerances]
+cosine_min = 0.9999
+"""
+    (tmp_path / "r.toml").write_text(recipe)
+    gate = load_recipe(tmp_path / "r.toml").gates[0]
+    entry = mimzoo.get_registry().model("dinov2-vit-b14")
+    assert gate.threshold(entry.variant.reference) == pytest.approx(82.1 - 0.5)
+    mae = recipe.replace("dinov2-vit-b14", "mae-vit-b").replace("apache-2.0", "cc-by-nc-4.0")
+    (tmp_path / "m.toml").write_text(mae)
+    with pytest.raises(RecipeError, match="knn_top1"):  # MAE's paper gives no k-NN figure
+        load_recipe(tmp_path / "m.toml")

@@ -24,7 +24,7 @@ SPLITS = ("val", "test")
 EXPORT_FORMATS = ("onnx", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
 TOLERANCES = ("max_abs", "max_rel", "cosine_min", "knn_top1_agreement")
-REFERENCES = ("linear_top1", "finetune_top1")  # fields of the plugin's Reference a gate may compare to
+REFERENCES = ("linear_top1", "finetune_top1", "knn_top1")  # fields of the plugin's Reference a gate may compare to
 
 
 class RecipeError(MimzooError):
