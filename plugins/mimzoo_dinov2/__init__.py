@@ -43,7 +43,8 @@ _OFFICIAL = "https://dl.fbaipublicfiles.com/dinov2"
 # the official evaluation transform: resize 256, center crop 224, bicubic, ImageNet mean/std
 _PREPROCESS = Preprocess(input_size=(3, 224, 224), interpolation="bicubic", crop_pct=0.875)
 _README = ("facebookresearch/dinov2 README, 'Pretrained models' table (ImageNet k-NN / linear), checked at commit "
-           "b8931f7; the paper tables (arXiv 2304.07193{}) could not be opened offline to cross-check")
+           "b8931f7; the paper tables (arXiv 2304.07193{}) could not be opened offline to cross-check; the official "
+           "k-NN uses the class token alone, the linear figure is the best of a grid over probe inputs")
 _SIZES = {  # zoo size -> (timm size, official short name, HF size, width, title)
     "s14": ("small", "vits14", "small", 384, "ViT-S/14 distilled"),
     "b14": ("base", "vitb14", "base", 768, "ViT-B/14 distilled"),
