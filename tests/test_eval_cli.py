@@ -67,7 +67,8 @@ def test_results_file_is_what_model_cards_read(tmp_path):
 
 def test_user_errors_are_one_line():
     r = invoke("eval", "mae-vit-test", "--random-init", "-t", "knn,probe")
-    assert r.exit_code == 1 and r.output.strip() == "error: unknown task 'probe'; use knn, linear, attentive, finetune or all"
+    assert r.exit_code == 1 and r.output.strip() == ("error: unknown task 'probe'; use knn, linear, attentive, "
+                                                   "finetune or all, or seg-linear on segmentation data")
     r = run_cli("eval", "mae-vit-test", "--random-init", "--data", "cifar10:/no/such/dir")
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip().startswith("error: no cifar10 python batches in /no/such/dir")

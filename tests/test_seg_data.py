@@ -59,7 +59,8 @@ def test_digit_scenes_are_deterministic_and_labelled():
 
 
 def test_segmentation_specs_are_told_apart_from_classification():
-    assert is_segmentation_spec("digit-scenes") and is_segmentation_spec("voc:/x") and not is_segmentation_spec("digits")
+    assert is_segmentation_spec("digit-scenes") and is_segmentation_spec("voc:/x")
+    assert not is_segmentation_spec("digits") and not is_segmentation_spec("cifar10:/x")
     with pytest.raises(DataError, match="segmentation dataset; evaluate on it with --task seg-linear"):
         open_dataset("digit-scenes")
     with pytest.raises(DataError, match="not a segmentation dataset; pass digit-scenes"):

@@ -136,7 +136,9 @@ def parse_tasks(task: str | Sequence[str]) -> list[str]:
         return [t for t in TASKS if t not in SEG_TASKS]  # segmentation needs other data: asked for by name
     unknown = [n for n in names if n not in TASKS]
     if unknown or not names:
-        raise MimzooError(f"unknown task '{(unknown or [''])[0]}'; use {', '.join(TASKS)} or all")
+        classify = ", ".join(t for t in TASKS if t not in SEG_TASKS)
+        raise MimzooError(f"unknown task '{(unknown or [''])[0]}'; use {classify} or all, or seg-linear on "
+                          "segmentation data")
     return [t for t in TASKS if t in names]
 
 

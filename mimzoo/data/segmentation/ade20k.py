@@ -21,7 +21,8 @@ from ..base import DataError
 from .base import IGNORE, FileSegSplit, SegSource, check_labels, pair_by_stem
 
 NUM_CLASSES = 150
-HINT = "ade20k:PATH needs ADEChallengeData2016/ with images/{training,validation}/ and annotations/{training,validation}/"
+HINT = ("ade20k:PATH needs ADEChallengeData2016/ with images/{training,validation}/ and "
+        "annotations/{training,validation}/")
 
 
 def ade_labels(raw: Any, where: str) -> Any:
@@ -63,8 +64,8 @@ def _split(root: Path, which: str, name: str) -> FileSegSplit:
                         f"put <stem>.png for each into {masks}")
     if not pairs:
         raise DataError(f"{images} has no images; {HINT}")
-    return FileSegSplit(name, root, [(i.relative_to(root).as_posix(), m.relative_to(root).as_posix()) for i, m in pairs],
-                        ade_labels)
+    rel = [(i.relative_to(root).as_posix(), m.relative_to(root).as_posix()) for i, m in pairs]
+    return FileSegSplit(name, root, rel, ade_labels)
 
 
 def open_ade20k(path: str, spec: str) -> SegSource:

@@ -111,7 +111,8 @@ class FileSegSplit(SegSplit):
             for rel in (img, msk):
                 st = os.stat(root / rel)
                 h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        self._fingerprint = f"seg:{root.resolve()}:{name}:{len(pairs)}:{h.hexdigest()}:{getattr(to_labels, '__name__', '')}"
+        labels = getattr(to_labels, "__name__", "")
+        self._fingerprint = f"seg:{root.resolve()}:{name}:{len(pairs)}:{h.hexdigest()}:{labels}"
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -158,7 +159,8 @@ def pair_by_stem(images: Path, masks: Path, mask_suffix: str = ".png") -> tuple[
     """(image, mask) pairs of two folders matched by file stem, and the image stems without a mask."""
     from ..folder import IMAGE_SUFFIXES
 
-    found = {p.stem: p for p in sorted(masks.iterdir()) if p.suffix.lower() == mask_suffix and not p.name.startswith(".")}
+    found = {p.stem: p for p in sorted(masks.iterdir())
+             if p.suffix.lower() == mask_suffix and not p.name.startswith(".")}
     pairs, missing = [], []
     for p in sorted(images.iterdir()):
         if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):

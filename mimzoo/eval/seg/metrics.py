@@ -42,5 +42,6 @@ def seg_metrics(conf: torch.Tensor, classes: tuple[str, ...]) -> tuple[dict[str,
         "pixel_acc": 100.0 * float(tp.sum()) / total if total else 0.0,
         "macc": 100.0 * float(recall[gt > 0].mean()) if (gt > 0).any() else 0.0,
     }
-    per_class = {name: (round(100.0 * float(v), 2) if present[c] else None) for c, (name, v) in enumerate(zip(classes, iou))}
+    per_class = {name: (round(100.0 * float(v), 2) if present[c] else None)
+                 for c, (name, v) in enumerate(zip(classes, iou))}
     return metrics, per_class

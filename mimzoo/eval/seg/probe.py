@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class SegLinearConfig:
     """Settings of ``--task seg-linear`` (``--set seg_linear_<field>=...``, or the bare field name)."""
 
-    seg_head: str = "linear"  # "linear": the last layer's patch grid; "multiscale": last min(4, stages) grids, concatenated
+    seg_head: str = "linear"  # "linear": the last layer's patch grid; "multiscale": last min(4, stages) grids
     steps: int = 4000  # optimizer steps (DINOv2: 40,000)
     warmup_steps: int = 150  # linear warmup steps (DINOv2: 1,500)
     lr: float = 1e-3  # AdamW peak learning rate (not scaled by batch size), as DINOv2
