@@ -321,13 +321,17 @@ def _local_sha256(source: str) -> str | None:
 
 
 def _export_entry(export: ExportFolder, recheck: float) -> dict[str, Any]:
-    keep = ("passed", "max_abs", "max_rel", "cosine_min", "knn_top1_agreement", "batches", "tolerances")
+    keep = ("passed", "max_abs", "max_rel", "cosine_min", "knn_top1_agreement", "batches", "tolerances",
+            "top1_agreement", "top1_drop", "pixel_agreement", "miou_torch", "miou_export", "miou_drop")
     check = {k: v for k, v in export.verification.items() if k in keep or k == "data"}
     meta = export.meta
+    from ..exporters.task import card_entry
+
+    task = card_entry(meta)  # a task export (backbone + head): task, labels, the head's eval metrics
     return {"path": f"{export.subdir}/{export.files[0]}", "format": export.format, "precision": export.precision,
             "opset": meta.get("opset"), "batch": meta.get("batch"),
             "files": [f"{export.subdir}/{f}" for f in (*export.files, "export.json")],
-            "verification": check, "recheck_cosine": round(recheck, 6)}
+            "verification": check, "recheck_cosine": round(recheck, 6), **({"task": task} if task else {})}
 
 
 def _model_index(records: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

@@ -180,3 +180,57 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+# -- publishing (mimzoo.hub): the head ships with the model, with local paths reduced to names -----
+
+def head_files(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
+    """The ``head/`` files a task export ships (relative to the export folder); () for a backbone export."""
+    if "task" not in meta:
+        return ()
+    return tuple(f"{HEAD_DIR}/{n}" for n in HEAD_FILES if (folder / HEAD_DIR / n).is_file())
+
+
+def stage_head(src: Path, dest: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """Copy ``src/head`` to ``dest/head`` for a public repo: head.json's backbone and dataset reduced to
+    names (no path of the exporting machine); returns `meta` with the task block and digests to match."""
+    import json
+
+    from .._atomic import atomic_file
+    from ..hub.public import public_name, public_source
+    from ..tasks import HeadSpec
+
+    (dest / HEAD_DIR).mkdir(parents=True, exist_ok=True)
+    spec = HeadSpec.from_json(json.loads((src / HEAD_DIR / "head.json").read_text(encoding="utf-8")))
+    public = dict(spec.to_json(), backbone=public_source(spec.backbone),
+                  dataset=public_name(spec.dataset) if spec.dataset else None)
+    with atomic_file(dest / HEAD_DIR / "head.json") as tmp:
+        tmp.write_text(json.dumps(public, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    digests = {"head.json": _sha256(dest / HEAD_DIR / "head.json")}
+    for name in HEAD_FILES[1:]:
+        if (src / HEAD_DIR / name).is_file():
+            shutil.copyfile(src / HEAD_DIR / name, dest / HEAD_DIR / name)
+            digests[name] = _sha256(dest / HEAD_DIR / name)
+    return {**meta, "task": {**meta["task"], "head": public, "files_sha256": digests}}
+
+
+def recheck_cosine(folder: Path, meta: dict[str, Any], encoder: Any, x: np.ndarray, run: Any) -> float:
+    """Lowest per-image cosine between the export's logits (``run(x)``) and the PyTorch task model
+    (`encoder` + the export's head/), for publish's re-check against the weights being published."""
+    import torch
+
+    model = load_exported_task(folder, meta, encoder)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x))[0].double().reshape(len(x), -1).numpy()
+    got = np.asarray(run(x)["logits"], dtype=np.float64).reshape(len(x), -1)
+    if got.shape != ref.shape:
+        raise ExportError(f"{folder} gives logits {got.shape}, the model with its head {ref.shape}; export again")
+    return float(((got * ref).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)).min())
+
+
+def card_entry(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What a model card says about a task export: task, kind, dataset, labels, the head's eval metrics."""
+    head = (meta.get("task") or {}).get("head")
+    if not head:
+        return None
+    return {k: head.get(k) for k in ("task", "kind", "dataset", "labels", "metrics", "includes_backbone")}

@@ -119,6 +119,7 @@ def _body(info: CardInfo) -> list[str | None]:
         _model_table(info),
         _evaluation(info),
         _exports(info),
+        _task_models(info),
         _usage(info),
         _citation(info),
         f"\n---\nPublished with [mimzoo](https://pypi.org/project/mimzoo/) {__version__}. "
@@ -248,6 +249,49 @@ def _exports(info: CardInfo) -> str | None:
             "report) and was run again against these weights when published.\n\n" + "\n".join(lines) + "\n")
 
 
+def _task_models(info: CardInfo) -> str | None:
+    """Exports of this backbone plus a trained head: the task, its labels, the head's eval and the export's check."""
+    tasks = [e for e in info.exports if e.get("task")]
+    if not tasks:
+        return None
+    parts = ["\n## Task models\n\nThis backbone with a trained head, exported as one model (`mimzoo export MODEL "
+             "--head DIR`) and verified against PyTorch on predictions too. The head's files are in `head/` beside it.\n\n"]
+    for e in tasks:
+        t, v = e["task"], e.get("verification", {})
+        labels = [str(x) for x in t.get("labels") or []]
+        shown = ", ".join(f"`{x}`" for x in labels[:20]) + (f" and {len(labels) - 20} more" if len(labels) > 20 else "")
+        metrics = ", ".join(f"{k} {val:.2f}" for k, val in (t.get("metrics") or {}).items()) or "-"
+        out = "`logits` [N, K, H, W] and `mask` [N, H, W]" if t["task"] == "segmentation" else "`logits` [N, K]"
+        agree = next((f"{name} {v[key]:.4f}" for key, name in (("top1_agreement", "top-1 agreement"),
+                                                               ("pixel_agreement", "pixel agreement")) if v.get(key) is not None), "")
+        folder = e["path"].rsplit("/", 1)[0]
+        parts.append(f"- `{folder}` ({e['format']} {e['precision']}): {t['task']} ({t['kind']} head"
+                     f"{', fine-tuned backbone' if t.get('includes_backbone') else ''}) trained on {t.get('dataset') or '?'}; "
+                     f"outputs {out}; {len(labels)} labels: {shown}; head eval: {metrics}"
+                     + (f"; export vs PyTorch: {agree}" if agree else "") + "\n")
+    e = tasks[0]
+    folder = e["path"].rsplit("/", 1)[0]
+    parts.append(f"""
+```python
+from huggingface_hub import snapshot_download
+from mimzoo.exporters.runtime import load_export  # onnxruntime or openvino, numpy and PIL: no torch
+from PIL import Image
+
+folder = snapshot_download("{info.repo_id}", allow_patterns=["{folder}/*"])
+model = load_export(f"{{folder}}/{folder}")
+out = model.predict([Image.open("image.jpg")])
+{_task_print(e["task"]["task"])}
+```
+""")
+    return "".join(parts)
+
+
+def _task_print(task: str) -> str:
+    if task == "segmentation":
+        return 'mask = out["mask"][0]  # [H, W] class ids at the input size; model.labels[i] names class i'
+    return 'print(model.labels[int(out["logits"][0].argmax())])  # the predicted class'
+
+
 def _usage(info: CardInfo) -> str:
     repo, p = info.repo_id, info.preprocess
     size = f"{p.input_size[1]}, {p.input_size[2]}"
@@ -279,7 +323,7 @@ transform = timm.data.create_transform(**timm.data.resolve_data_config({{}}, mod
 embedding = model(transform(Image.open("image.jpg").convert("RGB")).unsqueeze(0))  # [1, {info.num_features}]
 ```
 """
-    onnx_exports = [e for e in info.exports if e.get("format", "onnx") == "onnx"]
+    onnx_exports = [e for e in info.exports if e.get("format", "onnx") == "onnx" and not e.get("task")]
     if onnx_exports:
         e = onnx_exports[0]
         folder = e["path"].rsplit("/", 1)[0]
@@ -296,7 +340,7 @@ session = ort.InferenceSession(f"{{folder}}/{e['path']}")
 (embedding,) = session.run(["embedding"], {{"pixel_values": pixel_values}})
 ```
 """
-    for e in (e for e in info.exports if e.get("format") == "openvino"):
+    for e in (e for e in info.exports if e.get("format") == "openvino" and not e.get("task")):
         folder = e["path"].rsplit("/", 1)[0]
         text += f"""
 With OpenVINO (`{folder}`, {e['precision']}; `pip install openvino`; mimzoo's torch-free runtime applies the

@@ -56,8 +56,10 @@ class ExportFolder:
 
     @property
     def subdir(self) -> str:
-        """Where it ships in the repo: ``onnx/<precision>`` or ``openvino/<precision>``."""
-        return f"{self.format}/{self.precision}"
+        """Where it ships in the repo: ``onnx/<precision>`` or ``openvino/<precision>``; a task export
+        (backbone + head) under ``task-<kind>/``."""
+        head = (self.meta.get("task") or {}).get("head")
+        return f"task-{head['kind']}/{self.format}/{self.precision}" if head else f"{self.format}/{self.precision}"
 
     @property
     def verification(self) -> dict[str, Any]:
@@ -100,6 +102,9 @@ def read_export(path: str | Path) -> ExportFolder:
             "fix the export and re-run `mimzoo export` until `mimzoo verify` passes"
         )
     files = OPENVINO_FILES if fmt == "openvino" else (ONNX_NAME, *_external_files(folder))
+    from ..exporters.task import head_files
+
+    files = (*files, *head_files(folder, meta))  # a task export's head/ ships with it
     _check_unchanged(folder, meta)
     return ExportFolder(folder, meta, files)
 
@@ -176,8 +181,13 @@ def stage_export(export: ExportFolder, dest: Path) -> ExportFolder:
     """
     dest.mkdir(parents=True)
     for name in export.files:
-        shutil.copyfile(export.path / name, dest / name)
+        if not name.startswith("head/"):  # a task export's head: staged below, with public names
+            shutil.copyfile(export.path / name, dest / name)
     meta = public_export_meta(export.meta)
+    if "task" in meta:
+        from ..exporters.task import stage_head
+
+        meta = stage_head(export.path, dest, meta)
     with atomic_file(dest / EXPORT_JSON) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     if export.format == "openvino":  # the IR carries only the preprocessing: nothing local to rewrite
@@ -187,7 +197,7 @@ def stage_export(export: ExportFolder, dest: Path) -> ExportFolder:
     for prop in model.metadata_props:
         report = _json_or_none(prop.value)
         if isinstance(report, dict) and "mimzoo_export" in report:
-            prop.value = json.dumps(public_export_meta(report))
+            prop.value = json.dumps(meta if "task" in meta else public_export_meta(report))
     with atomic_file(dest / ONNX_NAME) as tmp:  # serialised as is: external data stays untouched
         tmp.write_bytes(model.SerializeToString())
     return replace(export, path=dest, meta=meta)
@@ -217,6 +227,17 @@ def check_against(export: ExportFolder, encoder: Any, *, batch: int = 2, seed: i
                                 "export this model again")
     n = int(shape[0]) if isinstance(shape[0], int) else batch
     x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
+    if "task" in export.meta:  # backbone + head: the logits against these weights and the export's head/
+        from ..exporters.runtime import ExportedOpenVinoModel, OnnxModel
+        from ..exporters.task import recheck_cosine
+
+        run = ExportedOpenVinoModel(export.path).run if export.format == "openvino" else \
+            OnnxModel(export.path / ONNX_NAME).run
+        worst = recheck_cosine(export.path, export.meta, encoder, x, run)
+        if not worst >= DEFAULT_COSINE[export.precision]:
+            raise ExportFolderError(f"the task model in {export.path} does not match the model being published (logit "
+                                    f"cosine {worst:.4f}); it was exported from other weights: export this model again")
+        return worst
     if export.format == "openvino":  # as a deployer runs it: the runtime, with the precision export.json records
         from ..exporters.runtime import ExportedOpenVinoModel
 
