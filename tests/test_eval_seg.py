@@ -182,4 +182,6 @@ def test_multiscale_head_cannot_be_saved(tmp_path):
     with pytest.raises(MimzooError, match="--save-head saves the linear seg head"):
         mimzoo.evaluate("mae-vit-test", "seg-linear", "digit-scenes", pretrained=False, seg_head="multiscale",
                         save_head=tmp_path / "h")
-    assert "all" != "seg-linear" and "seg-linear" not in mimzoo.api.evaluate.parse_tasks("all")
+    with pytest.raises(MimzooError, match=r"--show writes its picture beside the results file; pass -o FILE"):
+        mimzoo.evaluate("mae-vit-test", "seg-linear", "digit-scenes", pretrained=False, show=2)
+    assert "seg-linear" not in mimzoo.api.evaluate.parse_tasks("all")

@@ -85,7 +85,7 @@ def evaluate(
     configs, extract_cfg = build_configs(tasks, {**opts, "cache_dir": str(cache_dir) if cache_dir else None})
     _check_counts(subset=subset, eval_subset=eval_subset)
     check_device(device)
-    seg = _segmentation_tasks(tasks, data, configs, save_head)
+    seg = _segmentation_tasks(tasks, data, configs, save_head, output)
     source = _open_segmentation(data) if seg else open_dataset(data)  # before the model: a bad spec fails fast
     dist = get_dist(device)
     if seg and dist.world > 1:
@@ -184,7 +184,7 @@ def build_configs(tasks: list[str], opts: dict[str, Any]) -> tuple[dict[str, Any
     return {t: built[t] for t in tasks}, built["extract"]
 
 
-def _segmentation_tasks(tasks: list[str], data: str, configs: dict[str, Any], save_head: Any) -> bool:
+def _segmentation_tasks(tasks: list[str], data: str, configs: dict[str, Any], save_head: Any, output: Any) -> bool:
     """Whether this run is a segmentation probe; refuses mixing it with classification tasks or data."""
     from ..data.segmentation import SEG_SPEC_HELP, is_segmentation_spec
 
@@ -201,6 +201,8 @@ def _segmentation_tasks(tasks: list[str], data: str, configs: dict[str, Any], sa
     if save_head is not None and configs[seg[0]].seg_head != "linear":
         raise MimzooError("--save-head saves the linear seg head; the multiscale head reads intermediate stages, "
                           "which exported task models do not; drop --save-head or --set seg_head=multiscale")
+    if configs[seg[0]].show and output is None:
+        raise MimzooError("--show writes its picture beside the results file; pass -o FILE (output=) as well")
     return True
 
 
