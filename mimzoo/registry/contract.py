@@ -301,6 +301,10 @@ class Variant:
             raise PluginError(f"{who}: model names are lower-case without spaces, like 'mae-vit-b'")
         if len(self.preprocess.mean) != self.preprocess.input_size[0]:
             raise PluginError(f"{who}: preprocess mean needs one value per input channel")
+        frames, stride = self.preprocess.num_frames, self.preprocess.frame_stride
+        if (frames is not None and frames < 1) or stride < 1:
+            raise PluginError(f"{who}: preprocess num_frames {frames} and frame_stride {stride} must be at least 1 "
+                              "(num_frames None for image encoders)")
         tags = [w.name for w in self.weights]
         if len(set(tags)) != len(tags):
             raise PluginError(f"{who}: weight source tags {tags} must be unique")
