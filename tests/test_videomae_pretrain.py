@@ -108,3 +108,17 @@ def test_pretrain_on_moving_digits_writes_a_video_model_folder_and_resumes_exact
     dec_b = load_file(str(cut / "pretrain.safetensors"))
     assert {"encoder_to_decoder.weight", "mask_token", "decoder.head.weight"} <= dec_a.keys()
     assert all(torch.equal(dec_a[k], dec_b[k]) for k in dec_a)
+
+
+def test_recipe_is_registered_on_the_method_and_the_contract_checks_frames():
+    from mimzoo.errors import PluginError
+    from mimzoo.registry import get_registry
+
+    method = get_registry().method("videomae")
+    assert method.recipe is find_recipe("videomae") or method.recipe == find_recipe("videomae")
+    r = method.recipe
+    assert (r.masking.kind, r.masking.ratio, r.target.kind, r.loss.kind, r.decoder.kind) == \
+        ("tube", 0.9, "normalized-pixels", "mse", "videomae")
+    v = get_registry().model("videomae-vit-test").variant
+    with pytest.raises(PluginError, match="frame_stride 0 must be at least 1"):
+        replace(v, preprocess=replace(v.preprocess, frame_stride=0)).validate("videomae")
