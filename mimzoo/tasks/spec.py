@@ -54,7 +54,7 @@ class HeadSpec:
         return len(self.labels)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # as JSON reads back
         d["num_classes"] = self.num_classes  # for readers; checked against labels on load
         return d
 
