@@ -193,3 +193,15 @@ def _copy(src, dst):
 def test_spec_round_trips_json(saved):
     spec = read_spec(saved["dir"])
     assert HeadSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+def test_eval_finetune_saves_the_fine_tuned_backbone_with_its_head(tmp_path):
+    rec, = mimzoo.evaluate("mae-vit-test", "finetune", "digits", pretrained=False, subset=32, eval_subset=32, epochs=1, batch_size=16,
+                           cache_dir=tmp_path / "cache", save_head=tmp_path / "ft")
+    spec = read_spec(tmp_path / "ft")
+    assert spec.kind == "finetune" and spec.includes_backbone and spec.finetuned_sha256 != spec.backbone_sha256
+    assert (tmp_path / "ft" / "backbone.safetensors").is_file() and spec.metrics["top1"] == rec.metrics["top1"]
+    torch.manual_seed(0)
+    enc = mimzoo.load("mae-vit-test", pretrained=False).eval()
+    task = load_head(tmp_path / "ft", enc)  # the digest of the fine-tuned weights is checked on load
+    assert task.encoder is not enc and task(torch.randn(2, 3, 32, 32))[0].shape == (2, 10)
