@@ -114,6 +114,7 @@ def test_another_backbone_is_refused_naming_the_right_one(saved):
     (lambda d: d.update(std=[0.2, 0.2, 0.0]), "std must be positive"),
     (lambda d: d.update(extra="x"), "unknown field"),
     (lambda d: d.update(metrics={"top1": "high"}), "metrics must map names to numbers"),
+    (lambda d: d.update(finetuned_sha256=7, includes_backbone=True), "finetuned_sha256 must be a 64-digit"),
     (lambda d: d.pop("backbone_sha256"), "lacks backbone_sha256"),
 ])
 def test_head_json_is_checked_field_by_field(saved, tmp_path, change, message):
@@ -205,3 +206,9 @@ def test_eval_finetune_saves_the_fine_tuned_backbone_with_its_head(tmp_path):
     enc = mimzoo.load("mae-vit-test", pretrained=False).eval()
     task = load_head(tmp_path / "ft", enc)  # the digest of the fine-tuned weights is checked on load
     assert task.encoder is not enc and task(torch.randn(2, 3, 32, 32))[0].shape == (2, 10)
+
+
+def test_a_head_at_another_input_size_names_img_size(saved):
+    big = mimzoo.load("mae-vit-test", pretrained=False, img_size=48)
+    with pytest.raises(HeadFolderError, match="trained at input size 32x32.*pass --img-size 32"):
+        load_head(saved["dir"], big)

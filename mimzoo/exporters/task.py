@@ -124,8 +124,11 @@ def check_labels(spec: Any, data: str | None) -> None:
             return  # unlabelled images: agreement only
     if names != tuple(spec.labels):
         shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+        hint = spec.dataset or "DIR"
+        if spec.dataset and (Path(spec.dataset).expanduser() / "val").is_dir():  # an eval folder: its val/ images
+            hint = str(Path(spec.dataset) / "val")
         raise ExportError(f"the verification images' classes ({shown}) are not the head's {spec.num_classes} labels; "
-                          f"pass --data {spec.dataset or 'DIR'} (what the head was trained on), or --data none")
+                          f"pass --data {hint} (what the head was trained on), or --data none")
 
 
 def outputs_meta(task: Any, n: Any) -> dict[str, list[Any]]:

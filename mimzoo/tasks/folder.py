@@ -118,15 +118,15 @@ def load_head(folder: str | Path, encoder: Any, *, probs: bool = False, mask_dty
 def check_backbone(spec: HeadSpec, encoder: Any, digest: str) -> None:
     """Refuse a backbone other than the one the head was trained on, in one line naming that one."""
     size = tuple(int(v) for v in encoder.preprocess.input_size)
+    if size != spec.input_size:  # first: another size also changes the digest (resampled position embeddings)
+        raise HeadFolderError(f"this head was trained at input size {spec.input_size[1]}x{spec.input_size[2]}, the "
+                              f"backbone is loaded at {size[1]}x{size[2]}: pass --img-size {spec.input_size[1]}")
     if int(encoder.num_features) != spec.num_features or digest != spec.backbone_sha256:
         what = (f"{encoder.num_features}-d embeddings, not {spec.num_features}"
                 if int(encoder.num_features) != spec.num_features else "other weights")
         raise HeadFolderError(f"this head was trained on {spec.backbone} (weights sha256 {spec.backbone_sha256[:12]}), "
                               f"but {encoder.info.name} has {what}: pass {spec.backbone} with the same weights "
                               "(and --random-init/--seed/--weights as when the head was trained)")
-    if size != spec.input_size:
-        raise HeadFolderError(f"this head was trained at input size {spec.input_size[1]}x{spec.input_size[2]}, the "
-                              f"backbone is loaded at {size[1]}x{size[2]}: pass --img-size {spec.input_size[1]}")
 
 
 def _cpu(state: dict[str, Any]) -> dict[str, Any]:

@@ -68,9 +68,11 @@ class HeadSpec:
         for name in ("backbone", "backbone_sha256", "mimzoo_version"):
             if not isinstance(getattr(self, name), str):
                 raise HeadFolderError(f"head.json: {name} must be a string")
+        if self.dataset is not None and not isinstance(self.dataset, str):
+            raise HeadFolderError("head.json: dataset must be a string or null")
         for name in ("backbone_sha256", "finetuned_sha256"):
             v = getattr(self, name)
-            if v is not None and (len(v) != 64 or not set(v) <= _HEX):
+            if v is not None and (not isinstance(v, str) or len(v) != 64 or not set(v) <= _HEX):
                 raise HeadFolderError(f"head.json: {name} must be a 64-digit sha256")
         if self.includes_backbone != (self.finetuned_sha256 is not None):
             raise HeadFolderError("head.json: includes_backbone and finetuned_sha256 must come together")
