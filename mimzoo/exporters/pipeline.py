@@ -94,7 +94,7 @@ def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> Veri
 
 
 def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool,
-               video: bool = False, seg_size: tuple[int, int] | None = None) -> tuple[ImageSet, ImageSet]:
+               video: bool = False, task: Any = None) -> tuple[ImageSet, ImageSet]:
     """(calibration images, verification images): disjoint sets from one seeded draw. The verification
     images come first, so `mimzoo verify` (which draws no calibration images) sees the same ones. A video
     encoder verifies on clips: the default "digits" becomes "moving-digits" (its test clips)."""
@@ -107,13 +107,12 @@ def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: b
         what = "clips: pass --data moving-digits or video-folder:PATH" if video else \
             "images: pass --data digits or an image folder"
         raise ExportError(f"--data {source} does not fit this model, which takes {what}")
-    if seg_size is not None:  # a segmentation task model: images and their masks (mimzoo.exporters.task)
-        from .task import load_seg_images
+    if task is not None:  # a task model: held-out labelled images (or scenes and masks), mimzoo.exporters.task
+        from .task import load_task_images
 
-        everything = load_seg_images(data.data, n_verify + n_calib, seed=data.seed, size=seg_size)
+        calib, verify_set = load_task_images(task, data.data, n_verify, n_calib, seed=data.seed)
     else:
-        everything = load_images(source, n_verify + n_calib, seed=data.seed)
-    verify_set, calib = everything.split(n_verify)
+        verify_set, calib = load_images(source, n_verify + n_calib, seed=data.seed).split(n_verify)
     if tol.needs_labels and (verify_set.labels is None or len(verify_set) < 3):
         check = "k-NN" if tol.needs_knn else ("mIoU" if tol.miou_drop is not None else "top-1")
         raise ExportError(f"the {spec.precision} gate includes a {check} check that needs labelled real images; "
@@ -148,7 +147,7 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
         check_labels(src.encoder.spec, data.data)
     calibrate = spec.precision == "int8" and (spec.format in ("tensorrt", "openvino") or spec.int8_method != "dynamic")
     calib, verify_set = _load_data(spec, tol, data, calibrate, video=src.encoder.preprocess.is_video,
-                                   seg_size=_seg_size(src.encoder))
+                                   task=src.encoder if src.head_dir is not None else None)
     inputs = _inputs(src.encoder, spec, verify_set, data.seed)
     say(f"running PyTorch on {inputs.batches} batches ({len(verify_set)} real images from {verify_set.name})")
     ref = collect(torch_runner(src.encoder, spec.tokens), inputs)
@@ -303,7 +302,7 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
         check_labels(encoder.spec, data.data)
     _check_shapes(meta, encoder, folder)
     _, verify_set = _load_data(spec, tol, data, calibrate=False, video=encoder.preprocess.is_video,
-                               seg_size=_seg_size(encoder))
+                               task=encoder if "task" in meta else None)
     inputs = _inputs(encoder, spec, verify_set, data.seed)
     say(f"running PyTorch and the {spec.format} model on {inputs.batches} batches")
     ref = collect(torch_runner(encoder, spec.tokens), inputs)
@@ -316,12 +315,6 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
     rep["failures"] = [*rep["failures"], *recorded]
     rep["passed"] = not rep["failures"]
     return rep
-
-
-def _seg_size(model: Any) -> tuple[int, int] | None:
-    """(H, W) of a segmentation task model's masks; None for anything else."""
-    spec = getattr(model, "spec", None)
-    return tuple(model.preprocess.input_size[-2:]) if getattr(spec, "task", None) == "segmentation" else None
 
 
 def recorded_failures(meta: dict[str, Any], tol: Tolerances) -> list[str]:

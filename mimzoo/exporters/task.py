@@ -81,27 +81,50 @@ def seg_data(spec: Any, data: str | None) -> str | None:
     return data
 
 
-def load_seg_images(data: str | None, limit: int, *, seed: int, size: tuple[int, int]) -> Any:
-    """Up to `limit` images of a segmentation dataset's eval split with their masks, resized (nearest) to
-    `size` (H, W) as the seg probe does, as an ImageSet whose labels are ``[H, W]`` uint8 masks."""
+def load_task_images(model: Any, data: str | None, n_verify: int, n_calib: int, *, seed: int) -> tuple[Any, Any]:
+    """(calibration, verification) images of a task model: verification on the dataset's held-out split (the
+    head never saw it: digits' test images, a segmentation dataset's eval scenes with their masks), calibration
+    on its training split. An image folder (one sub-folder per class) is split as for a backbone."""
+    from .images import ImageSet, load_images
+
+    none = ImageSet("none", (), None)
+    if data is None or str(data).lower() == "none":
+        return none, none
+    if model.spec.task == "segmentation":
+        size = tuple(int(v) for v in model.preprocess.input_size[-2:])
+        from ..data.segmentation import SEG_SPEC_HELP, is_segmentation_spec, open_segmentation
+
+        if not is_segmentation_spec(str(data)):
+            raise ExportError(f"a segmentation model verifies on masks: pass --data {SEG_SPEC_HELP} (or none)")
+        source = open_segmentation(str(data))
+        return (_split_images(source.train, n_calib, seed, str(data), size),
+                _split_images(source.eval, n_verify, seed, str(data), size))
+    if str(data).lower() == "digits":
+        from ..data import open_dataset
+
+        source = open_dataset("digits")
+        return _split_images(source.train, n_calib, seed, "digits"), _split_images(source.eval, n_verify, seed, "digits")
+    verify, calib = load_images(data, n_verify + n_calib, seed=seed).split(n_verify)
+    return calib, verify
+
+
+def _split_images(split: Any, limit: int, seed: int, name: str, mask_size: tuple[int, int] | None = None) -> Any:
+    """Up to `limit` items of a dataset split (seeded), as an ImageSet: class labels, or ``[H, W]`` uint8 masks
+    resized (nearest) to `mask_size` as the seg probe does."""
     from PIL import Image
 
     from .images import ImageSet
 
-    if data is None or str(data).lower() == "none" or limit <= 0:
-        return ImageSet("none", (), None)
-    from ..data.segmentation import SEG_SPEC_HELP, is_segmentation_spec, open_segmentation
-
-    if not is_segmentation_spec(str(data)):
-        raise ExportError(f"a segmentation model verifies on masks: pass --data {SEG_SPEC_HELP} (or none)")
-    split = open_segmentation(str(data)).eval
-    pick = np.random.default_rng(seed).permutation(len(split))[:limit].tolist()
-    images, masks = [], []
+    pick = sorted(np.random.default_rng(seed).permutation(len(split))[:max(limit, 0)].tolist())
+    images, labels = [], []
     for i in pick:
-        img, mask = split.image(i).convert("RGB"), np.asarray(split.mask(i), dtype=np.uint8)
-        images.append(img)
-        masks.append(np.asarray(Image.fromarray(np.ascontiguousarray(mask), "L").resize(size[::-1], Image.NEAREST)))
-    return ImageSet(str(data), tuple(images), tuple(masks))
+        images.append(split.image(i).convert("RGB"))
+        if mask_size is None:
+            labels.append(int(split.label(i)))
+        else:
+            mask = np.ascontiguousarray(np.asarray(split.mask(i), dtype=np.uint8))
+            labels.append(np.asarray(Image.fromarray(mask, "L").resize(mask_size[::-1], Image.NEAREST)))
+    return ImageSet(name, tuple(images), tuple(labels) if pick else None)
 
 
 def check_labels(spec: Any, data: str | None) -> None:
