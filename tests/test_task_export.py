@@ -199,3 +199,14 @@ def test_publish_ships_the_task_model_with_its_labels(made, tmp_path):
     assert "10 labels: `0`, `1`" in card and f"top1 {made['record'].metrics['top1']:.2f}" in card
     assert "predict(" in card
     assert mimzoo.verify(folder)["passed"]  # as a deployer downloads it: no marker, digests match
+
+
+def test_task_gates_replace_the_knn_ones():
+    from mimzoo.exporters.spec import Tolerances
+
+    int8 = Tolerances.for_precision("int8")
+    assert int8.for_task("classification").to_dict() == {"cosine_min": 0.99, "top1_drop": 0.5}
+    assert int8.for_task("segmentation").to_dict() == {"cosine_min": 0.99, "miou_drop": 0.5}
+    assert Tolerances.for_precision("fp32").for_task("segmentation").to_dict() == {"max_rel": 1e-3, "cosine_min": 0.99999}
+    assert int8.for_task(None) == int8 and int8.for_task("classification").needs_labels
+    assert int8.for_task("segmentation").failures({"cosine_min": 1.0, "miou_drop": 0.7}) == ["miou_drop 0.7 > 0.5"]
