@@ -9,7 +9,8 @@
   **teacher** (the EMA encoder iBOT evaluates), not the student;
 - a run killed with SIGKILL after a checkpoint and resumed ends bit for bit where the run done in one go
   ends: encoder, teacher encoder and head, centres, step counter, optimiser state. The data is a small
-  folder so that the run crosses epochs (temperature warmup, prototypes frozen in the first epoch).
+  folder so that the run crosses epochs (temperature warmup, prototypes frozen in the first epoch);
+- 2 processes under torchrun (gloo, DDP) equal 1 process with 2 accumulation steps, centres included.
 """
 
 from __future__ import annotations
@@ -246,3 +247,24 @@ def test_killed_run_resumes_bit_for_bit(tmp_path):
     flat = lambda o: [t for st in o["state"].values() for t in st.values() if isinstance(t, torch.Tensor)]  # noqa: E731
     assert all(torch.equal(x, y) for x, y in zip(flat(a["optimizer"]), flat(b["optimizer"])))
     assert (cut / "model.safetensors").read_bytes() == (whole / "model.safetensors").read_bytes()
+
+
+def test_two_processes_equal_one_with_two_accumulation_steps(tmp_path):
+    """torchrun with 2 gloo processes (DDP) ends with the weights, teacher and centres of 1 process with the
+    same global batch in 2 micro-batches: the centre sums are gathered over micro-batches and processes."""
+    args = ["ibot", "--arch", "ibot-vit-test", "--data", "digits", "--epochs", "1", "--batch-size", "16",
+            "--max-steps", "2", "--seed", "5", "--threads", "1", *[a for s in SMALL for a in ("--set", s)]]
+    sets = tuple(tuple(s.split("=", 1)) for s in SMALL)
+    pretrain(TrainConfig(method="ibot", arch="ibot-vit-test", data="digits", epochs=1, batch_size=16, max_steps=2,
+                         seed=5, threads=1, accum_steps=2, overrides=sets, output=str(tmp_path / "one")))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(mimzoo.__file__).parents[1] / "plugins"), env.get("PYTHONPATH", "")])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "mimzoo.cli.main", "pretrain", *args, "-o", str(tmp_path / "two")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a, b = (torch.load(tmp_path / f / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+            for f in ("one", "two"))
+    assert a.keys() == b.keys() and a["center"].abs().sum() > 0
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=lambda m, key=key: f"{key}: {m}")
