@@ -165,6 +165,18 @@ def test_prototypes_get_no_update_in_the_first_epoch():
         assert [p.grad is None for p in params] == [frozen, frozen, False]
 
 
+def test_local_views_run_the_encoder_at_their_own_size():
+    """At the built size the local-view forward is the encoder's own; smaller views get a resampled table."""
+    from mimzoo.pretrain.models.ibot import forward_resized
+
+    model = mimzoo.load("ibot-vit-test", pretrained=False).model
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(forward_resized(model, x), model.forward_features(x), atol=1e-6)
+        small = forward_resized(model, x[..., :12, :12])
+    assert small.shape == (2, 1 + 9, 32) and torch.isfinite(small).all()
+
+
 # ---------------------------------------------------------------------------------------------
 # runs
 

@@ -28,7 +28,8 @@ from .masking import Blockwise, MaskBatch, MaskGenerator
 
 def ibot_loss_terms(student_cls: torch.Tensor, student_patch: torch.Tensor, teacher_cls: torch.Tensor,
                     teacher_patch: torch.Tensor, masks: torch.Tensor, center: torch.Tensor, center2: torch.Tensor,
-                    *, student_temp: float, teacher_temp: float, patch_temp: float) -> tuple[torch.Tensor, torch.Tensor]:
+                    *, student_temp: float, teacher_temp: float,
+                    patch_temp: float) -> tuple[torch.Tensor, torch.Tensor]:
     """The [CLS] and patch losses of each image, ``([B], [B])``.
 
     Args:
