@@ -1,4 +1,4 @@
-"""`mimzoo quickstart --video`: the video twin end to end, offline, on the bundled videomae-vit-digits."""
+"""`mimzoo quickstart --video`: the video twin end to end, offline, on a real (short) VideoMAE run."""
 
 from __future__ import annotations
 
@@ -14,15 +14,23 @@ from helpers import NO_NETWORK, run_cli
 BUNDLED = Path(mimzoo.__file__).parent / "assets" / "videomae-digits"
 STEPS = ["load", "k-NN probe", "linear probe", "export ONNX", "verify", "reconstruct", "publish (dry run)"]
 
-pytestmark = pytest.mark.skipif(
-    "videomae-vit-digits" not in mimzoo.list_models(include_test=True) or not (BUNDLED / "model.safetensors").is_file(),
-    reason="needs the videomae plugin and the bundled mimzoo/assets/videomae-digits weights")
+pytestmark = pytest.mark.skipif("videomae-vit-test" not in mimzoo.list_models(include_test=True),
+                                reason="the videomae plugin (videomae-vit-test) is not installed")
 
 
 @pytest.fixture(scope="module")
 def video_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("qsv") / "mimzoo-quickstart-video"
-    r = run_cli("quickstart", "--video", "-o", str(out), env={**NO_NETWORK, "OMP_NUM_THREADS": "1"})
+    """A 2-step VideoMAE run on moving-digits (4 frames of 32 px), then the video quickstart on it."""
+    from mimzoo.pretrain.trainer import TrainConfig, pretrain
+
+    root = tmp_path_factory.mktemp("qsv")
+    run = root / "vm-run"
+    pretrain(TrainConfig(method="videomae", arch="videomae-vit-test", data="moving-digits:train=16,test=4,frames=8",
+                         output=str(run), batch_size=8, max_steps=2, epochs=1, threads=1,
+                         overrides=(("decoder.dim", "32"), ("decoder.depth", "1"), ("decoder.heads", "2"))))
+    out = root / "mimzoo-quickstart-video"
+    r = run_cli("quickstart", "--video", "--model", str(run), "--license", "apache-2.0",
+                "--data", "moving-digits:train=120,test=60", "-o", str(out), env={**NO_NETWORK, "OMP_NUM_THREADS": "1"})
     return out, r
 
 
@@ -32,14 +40,10 @@ def test_video_quickstart_runs_offline_and_reports_every_step(video_run):
     for step in STEPS:
         row = next(line for line in r.stdout.splitlines() if line.startswith(step))
         assert row.rstrip().endswith("yes"), row
+    assert "[1/6] load" in r.stderr and "[6/6] publish" in r.stderr
     summary = json.loads((out / "quickstart.json").read_text())
     assert [s["step"] for s in summary["steps"]] == STEPS and summary["config"]["video"] is True
-    assert summary["config"]["model"] == "videomae-vit-digits" and summary["config"]["data"] == "moving-digits"
-    assert "[1/6] load" in r.stderr
-    results = json.loads((BUNDLED / "results.json").read_text())  # the same figures as the bundled ones
-    for task in ("knn", "linear"):
-        assert summary["figures"]["eval"][task]["top1"] == pytest.approx(results["pretrained"][task], abs=0.01)
-    assert summary["figures"]["verify"]["passed"]
+    assert summary["figures"]["verify"]["passed"] and 0 <= summary["figures"]["eval"]["knn"]["top1"] <= 100
 
 
 def test_video_quickstart_artifacts(video_run):
@@ -47,9 +51,17 @@ def test_video_quickstart_artifacts(video_run):
     records = json.loads((out / "eval.json").read_text())
     assert {(rec["task"], rec["dataset"]) for rec in records} == {("knn", "moving-digits"), ("linear", "moving-digits")}
     with Image.open(out / "reconstruction.gif") as gif:
-        assert gif.format == "GIF" and gif.n_frames == 8  # the model's 8 frames
+        assert gif.format == "GIF" and gif.n_frames == 4  # the model's 4 frames
     config = json.loads((out / "hub-folder" / "config.json").read_text())
-    assert config["architecture"] == "video_vit" and config["pretrained_cfg"]["num_frames"] == 8
+    assert config["architecture"] == "video_vit" and config["pretrained_cfg"]["num_frames"] == 4
     card = (out / "hub-folder" / "README.md").read_text()
-    assert "your-name/videomae-vit-digits" in card and "clips of 8 frames" in card
+    assert "your-name/vm-run" in card and "clips of 4 frames" in card and "apache-2.0" in card
     assert not (out / "bench.md").exists()
+
+
+@pytest.mark.skipif((BUNDLED / "model.safetensors").is_file(), reason="videomae-vit-digits weights are bundled")
+def test_without_bundled_weights_the_default_says_what_to_run(tmp_path):
+    r = run_cli("quickstart", "--video", "-o", str(tmp_path / "qs"), env=NO_NETWORK)
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "ships no weights yet" in err[0] and "--model runs/vm --license apache-2.0" in err[0]

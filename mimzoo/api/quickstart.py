@@ -56,6 +56,7 @@ class QuickstartConfig:
     reconstruct_images: int = 6  # digits test images in the reconstruction picture
     threads: int | None = 1  # intra-op threads of both bench backends (1: steady figures on a busy machine)
     video: bool = False  # the video twin: clips in, reconstruction.gif out, no bench (see video_config)
+    license: str | None = None  # license for the dry-run card of a model that records none (e.g. your own run)
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,8 @@ def quickstart(config: QuickstartConfig = QuickstartConfig(), *, overwrite: bool
     """
     say = progress or log.info
     out = Path(config.output)
+    if config.video:
+        _check_video_model(config.model)
     with output_lock(out):  # one quickstart per folder at a time; a killed one's leftovers go first
         _check_output(out)
         # the new run is built in a temp folder and swapped in only once complete: an interrupted
@@ -261,7 +264,7 @@ class _Runner:
         def run() -> tuple[str, bool]:
             res = mimzoo.publish(self.cfg.model, self.cfg.repo or default_repo(self.cfg.model), with_onnx=self.out / "onnx-fp32",
                                  eval_results=self.out / "eval.json", dry_run=True, output=self.out / "hub-folder",
-                                 overwrite=True)
+                                 overwrite=True, license=self.cfg.license)
             size = sum(f.size for f in res.files) / 1e6
             return f"hub-folder/: {len(res.files)} files, {size:.1f} MB, card + config + ONNX (nothing uploaded)", True
 
@@ -276,6 +279,17 @@ def video_config(**fields: Any) -> QuickstartConfig:
     """
     base = {"model": "videomae-vit-digits", "data": "moving-digits", "output": "mimzoo-quickstart-video", "video": True}
     return QuickstartConfig(**{**base, **{k: v for k, v in fields.items() if v is not None}})
+
+
+def _check_video_model(model: str) -> None:
+    """The default video model needs its bundled weights; without them say what to run instead (one line)."""
+    if model != "videomae-vit-digits":
+        return
+    if not (Path(__file__).resolve().parents[1] / "assets" / "videomae-digits" / "model.safetensors").is_file():
+        raise QuickstartError(
+            "videomae-vit-digits ships no weights yet (no tiny pretraining run here beat random init, see "
+            "benchmarks/eval_digits.md); pretrain one (mimzoo pretrain videomae --arch videomae-vit-digits --data "
+            "moving-digits -o runs/vm) and pass --model runs/vm --license apache-2.0")
 
 
 def default_repo(model: str) -> str:

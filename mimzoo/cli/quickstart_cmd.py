@@ -19,6 +19,8 @@ COLUMNS = [("step", "step"), ("result", "result"), ("seconds", "s"), ("ok", "ok"
 @click.option("--model", help="Any model mimzoo.load accepts; the default is bundled and needs no network. "
                               "[default: mae-vit-digits, with --video videomae-vit-digits]")
 @click.option("--data", help="Eval and verification data spec. [default: digits, with --video moving-digits]")
+@click.option("--license", "license_id", metavar="ID",
+              help="License for the dry-run card when the model records none (your own pretraining run).")
 @click.option("--video", is_flag=True,
               help="The video twin: a VideoMAE on moving-digits clips, reconstructions as an animated GIF.")
 @click.option("--repo", metavar="ORG/NAME",
@@ -27,7 +29,7 @@ COLUMNS = [("step", "step"), ("result", "result"), ("seconds", "s"), ("ok", "ok"
 @click.option("--threads", type=click.IntRange(min=1), metavar="N",
               help="Threads of both bench backends (default 1: steady figures on a busy machine).")
 def quickstart(output: str | None, model: str | None, data: str | None, repo: str, overwrite: bool,
-               threads: int | None, video: bool) -> None:
+               threads: int | None, license_id: str | None, video: bool) -> None:
     """Load -> k-NN + linear probe -> export ONNX -> verify -> bench -> reconstruct -> Hub-ready folder.
 
     Runs offline on the bundled mae-vit-digits model and scikit-learn's digits, prints one summary
@@ -37,7 +39,7 @@ def quickstart(output: str | None, model: str | None, data: str | None, repo: st
     from ..api.quickstart import NEXT_STEPS, QuickstartConfig, video_config
     from ..api.quickstart import quickstart as run
 
-    given = {"model": model, "data": data, "output": output, "repo": repo, "threads": threads}
+    given = {"model": model, "data": data, "output": output, "repo": repo, "threads": threads, "license": license_id}
     if video:
         cfg = video_config(**given)
     else:

@@ -221,12 +221,14 @@ def check_against(export: ExportFolder, encoder: Any, *, batch: int = 2, seed: i
     torch = require("torch")
     ort = require("onnxruntime")
     c, h, w = encoder.preprocess.input_size
-    shape = (export.meta.get("inputs") or {}).get("pixel_values") or [batch, c, h, w]
-    if [int(s) for s in shape[1:]] != [c, h, w]:
-        raise ExportFolderError(f"{export.path} was exported for input {shape[1:]}, the model takes {[c, h, w]}; "
+    frames = getattr(encoder.preprocess, "num_frames", None)  # a video encoder takes [N, C, T, H, W]
+    dims = [c, h, w] if frames is None else [c, int(frames), h, w]
+    shape = (export.meta.get("inputs") or {}).get("pixel_values") or [batch, *dims]
+    if [int(s) for s in shape[1:]] != dims:
+        raise ExportFolderError(f"{export.path} was exported for input {shape[1:]}, the model takes {dims}; "
                                 "export this model again")
     n = int(shape[0]) if isinstance(shape[0], int) else batch
-    x = np.random.default_rng(seed).standard_normal((n, c, h, w)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((n, *dims)).astype(np.float32)
     if "task" in export.meta:  # backbone + head: the logits against these weights and the export's head/
         from ..exporters.runtime import ExportedOpenVinoModel, OnnxModel
         from ..exporters.task import recheck_cosine
