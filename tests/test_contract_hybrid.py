@@ -32,7 +32,8 @@ def test_vocabulary_of_the_hybrid_branch():
 def test_taxonomy_lists_dinov2_under_hybrid():
     out = invoke("list", "--taxonomy")
     hybrid = out.split("hybrid-based", 1)[1]
-    assert "DINOv2" in hybrid and "online-tokenizer" in hybrid and "self-distillation" in hybrid
+    assert "DINOv2" in hybrid and "iBOT" in hybrid and "online-tokenizer" in hybrid and "self-distillation" in hybrid
+    assert "iBOT" not in out.split("hybrid-based", 1)[0]  # one family per method
     rows = json.loads(invoke("list", "--taxonomy", "--json"))
     dinov2 = next(r for r in rows if r["method"] == "DINOv2")
     assert dinov2["family"] == "hybrid" and dinov2["encoder_input"] == "masked"

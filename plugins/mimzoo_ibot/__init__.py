@@ -97,7 +97,9 @@ METHOD = Method(
             "}"
         ),
     ),
-    family="contrastive",
+    # The survey files iBOT under contrastive-based MIM; mimzoo lists it beside DINOv2 as "hybrid": image-level
+    # self-distillation ([CLS], DINO) combined with masked-patch prediction, the recipe DINOv2 scales.
+    family="hybrid",
     taxonomy=Taxonomy(
         masking="blockwise",
         mask_ratio=0.3,
