@@ -47,6 +47,8 @@ def test_knn_column_in_list_and_info():
     info = invoke("info", "dinov2-vit-b14")
     assert "pooling=token-avg" in info and "linear 84.5 / k-NN 82.1" in info and "LVD-142M" in info
     assert "None ep" not in info  # DINOv2 names no epoch count
+    mae = invoke("info", "mae-vit-b")
+    assert "fine-tune 83.6 / linear 68.0 on ImageNet-1K" in mae and "None" not in mae  # unstated figures left out
 
 
 def test_card_shows_the_knn_reference():

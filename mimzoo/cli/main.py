@@ -163,8 +163,11 @@ def info_cmd(name: str, as_json: bool) -> None:
     ]
     if ref:
         epochs = f"{ref['epochs']} ep, " if ref["epochs"] else ""  # DINOv2 trains by iterations: no epoch count
+        figures = [f"{what} {ref[key]}" for what, key in
+                   (("fine-tune", "finetune_top1"), ("linear", "linear_top1"), ("k-NN", "knn_top1"))
+                   if ref[key] is not None]  # only the figures the paper states
         lines.append(
-            f"  paper top-1  fine-tune {ref['finetune_top1']} / linear {ref['linear_top1']} / k-NN {ref['knn_top1']} "
+            f"  paper top-1  {' / '.join(figures) or 'none stated'} "
             f"on {ref['dataset']} ({epochs}pretrained on {ref['pretrain_data']}) [{ref['source']}]"
         )
     for w in data["weights"]:
