@@ -35,7 +35,7 @@ def _commands(block: str) -> list[str]:
 
 def test_ci_runs_the_readme_test_command():
     test_cmd = _blocks("bash")[1].strip()
-    assert test_cmd.startswith(tuple(INSTALL)) and test_cmd.endswith("pytest -q")
+    assert test_cmd.startswith(tuple(INSTALL)) and test_cmd.endswith("pytest -q -n 2 --dist worksteal")
     ci_lines = [ln.strip() for ln in (REPO / ".ci" / "run").read_text().splitlines()]
     assert test_cmd in ci_lines
 
