@@ -60,11 +60,12 @@ def artifact_sha256(onnx_path: Path) -> str:
         model.ClearField(name)
     h = hashlib.sha256(hashlib.sha256(model.SerializeToString()).hexdigest().encode())
     for extra in sorted(onnx_path.parent.glob(onnx_path.name + ".data*")):
-        h.update(_sha256_file(extra).encode())
+        h.update(file_sha256(extra).encode())
     return h.hexdigest()
 
 
-def _sha256_file(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 of one file, read in 1 MiB blocks (exports, IR files and head files can be large)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .._deps import require
+from .metadata import file_sha256
 from .spec import ExportError
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,7 @@ def artifact_sha256(folder: Path) -> str:
     """sha256 over the IR's two files: what was verified."""
     h = hashlib.sha256()
     for name in (XML_NAME, BIN_NAME):
-        d = hashlib.sha256()
-        with open(folder / name, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                d.update(chunk)
-        h.update(f"{name}:{d.hexdigest()}\n".encode())
+        h.update(f"{name}:{file_sha256(folder / name)}\n".encode())
     return h.hexdigest()
 
 

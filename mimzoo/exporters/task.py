@@ -16,13 +16,13 @@ max_rel and cosine_min are taken over the logits (the mask is compared by agreem
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .metadata import file_sha256
 from .spec import ExportError
 
 HEAD_DIR = "head"  # the head folder's copy inside a task export
@@ -51,7 +51,7 @@ def copy_head(head_dir: str | Path, dst: Path, model: Any = None) -> dict[str, A
         src = Path(head_dir) / name
         if src.is_file():
             shutil.copyfile(src, dst / HEAD_DIR / name)
-            digests[name] = _sha256(dst / HEAD_DIR / name)
+            digests[name] = file_sha256(dst / HEAD_DIR / name)
     block: dict[str, Any] = {"head": spec.to_json(), "files_sha256": digests}
     if model is not None and spec.task == "segmentation":
         block["mask_dtype"] = str(model.mask_dtype).replace("torch.", "")  # int64; int32 in TensorRT engines
@@ -67,7 +67,7 @@ def load_exported_task(folder: Path, meta: dict[str, Any], backbone: Any) -> Any
     files = task.get("files_sha256") or {}
     for name in HEAD_FILES:
         path = head / name
-        if (name in files) != path.is_file() or (path.is_file() and _sha256(path) != files[name]):
+        if (name in files) != path.is_file() or (path.is_file() and file_sha256(path) != files[name]):
             raise CorruptExportError(f"{head}/{name} is missing or differs from the head this model was exported "
                                      "with; copy the whole export folder, or export again")
     return load_task_model(backbone, head, str(meta.get("format")))
@@ -200,14 +200,6 @@ def _pred(out: dict[str, np.ndarray], seg: bool) -> np.ndarray:
     return out["mask"].astype(np.int64) if seg else out["logits"].argmax(-1)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # -- publishing (mimzoo.hub): the head ships with the model, with local paths reduced to names -----
 
 def head_files(folder: Path, meta: dict[str, Any]) -> tuple[str, ...]:
@@ -232,11 +224,11 @@ def stage_head(src: Path, dest: Path, meta: dict[str, Any]) -> dict[str, Any]:
                   dataset=public_name(spec.dataset) if spec.dataset else None)
     with atomic_file(dest / HEAD_DIR / "head.json") as tmp:
         tmp.write_text(json.dumps(public, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    digests = {"head.json": _sha256(dest / HEAD_DIR / "head.json")}
+    digests = {"head.json": file_sha256(dest / HEAD_DIR / "head.json")}
     for name in HEAD_FILES[1:]:
         if (src / HEAD_DIR / name).is_file():
             shutil.copyfile(src / HEAD_DIR / name, dest / HEAD_DIR / name)
-            digests[name] = _sha256(dest / HEAD_DIR / name)
+            digests[name] = file_sha256(dest / HEAD_DIR / name)
     return {**meta, "task": {**meta["task"], "head": public, "files_sha256": digests}}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import DataError
-from .base import IGNORE, FileSegSplit, SegSource, check_labels, pair_by_stem
+from .base import IGNORE, FileSegSplit, SegSource, check_labels, paired_files
 
 NUM_CLASSES = 150
 HINT = ("ade20k:PATH needs ADEChallengeData2016/ with images/{training,validation}/ and "
@@ -54,17 +54,7 @@ def _names(root: Path) -> tuple[str, ...]:
 
 
 def _split(root: Path, which: str, name: str) -> FileSegSplit:
-    images, masks = root / "images" / which, root / "annotations" / which
-    for folder in (images, masks):
-        if not folder.is_dir():
-            raise DataError(f"{root} has no {folder.relative_to(root)}/ folder; {HINT}")
-    pairs, missing = pair_by_stem(images, masks)
-    if missing:
-        raise DataError(f"{len(missing)} images in {images} have no annotation PNG (first: {missing[0]}); "
-                        f"put <stem>.png for each into {masks}")
-    if not pairs:
-        raise DataError(f"{images} has no images; {HINT}")
-    rel = [(i.relative_to(root).as_posix(), m.relative_to(root).as_posix()) for i, m in pairs]
+    rel = paired_files(root, root / "images" / which, root / "annotations" / which, HINT, "annotation PNG")
     return FileSegSplit(name, root, rel, ade_labels)
 
 

@@ -170,3 +170,18 @@ def pair_by_stem(images: Path, masks: Path, mask_suffix: str = ".png") -> tuple[
         else:
             missing.append(p.stem)
     return pairs, missing
+
+
+def paired_files(root: Path, images: Path, masks: Path, hint: str, mask_word: str = "mask") -> list[tuple[str, str]]:
+    """(image, mask) paths relative to `root`, matched by stem; one-line errors for a missing folder, an image
+    without its mask PNG, or no images at all (`hint` says what the layout should be)."""
+    for folder in (images, masks):
+        if not folder.is_dir():
+            raise DataError(f"{root} has no {folder.relative_to(root)}/ folder; {hint}")
+    pairs, missing = pair_by_stem(images, masks)
+    if missing:
+        raise DataError(f"{len(missing)} images in {images} have no {mask_word} (first: {missing[0]}); "
+                        f"put <stem>.png for each into {masks}")
+    if not pairs:
+        raise DataError(f"{images} has no images; {hint}")
+    return [(i.relative_to(root).as_posix(), m.relative_to(root).as_posix()) for i, m in pairs]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base import DataError
-from .base import IGNORE, FileSegSplit, SegSource, check_labels, pair_by_stem
+from .base import IGNORE, FileSegSplit, SegSource, check_labels, paired_files
 
 HINT = "seg-folder:PATH needs images/ and masks/ (or train/ and val/ each holding both), masks as index PNGs"
 TEST_FRACTION = 0.25
@@ -40,16 +40,7 @@ class FolderLabels:
 
 
 def _pairs(root: Path, images: Path, masks: Path) -> list[tuple[str, str]]:
-    for folder in (images, masks):
-        if not folder.is_dir():
-            raise DataError(f"{root} has no {folder.relative_to(root)}/ folder; {HINT}")
-    pairs, missing = pair_by_stem(images, masks)
-    if missing:
-        raise DataError(f"{len(missing)} images in {images} have no mask (first: {missing[0]}); "
-                        f"put <stem>.png for each into {masks}")
-    if not pairs:
-        raise DataError(f"{images} has no images; {HINT}")
-    return [(i.relative_to(root).as_posix(), m.relative_to(root).as_posix()) for i, m in pairs]
+    return paired_files(root, images, masks, HINT)
 
 
 def _classes(root: Path, all_pairs: list[tuple[str, str]]) -> tuple[str, ...]:
