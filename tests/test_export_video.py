@@ -110,3 +110,5 @@ def test_bench_runs_on_a_video_model(tmp_path):
     rows = [line.split() for line in r.output.splitlines() if line.startswith(("torch ", "onnxruntime "))]
     assert [(row[0], row[1]) for row in rows] == [("torch", "2"), ("onnxruntime", "2")]
     assert all("ok" in row for row in rows)
+    heading = next(line for line in r.output.splitlines() if line.startswith("backend"))
+    assert "clips/s" in heading and "img/s" not in heading  # a clip is not an image: the column says what it counts

@@ -13,10 +13,6 @@ import click
 from .options import deprecated_alias, device_option, refuse_conflicts, resolved_device
 from .table import render
 
-TABLE = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), ("p50_ms", "p50 ms"), ("iqr_ms", "IQR ms"),
-         ("p95_ms", "p95 ms"), ("peak_mib", "peak MiB"), ("speedup", "x torch"), ("speedup_iqr", "x IQR"),
-         ("threads", "threads"), ("status", "status"), ("note", "note")]
-
 
 def _ints(text: str, what: str) -> list[int]:
     try:
@@ -79,7 +75,7 @@ def bench(model: str, backends: str, batches: str, old_batches: str | None, iter
       mimzoo bench mae-vit-b --backends torch,onnxruntime,onnxruntime-int8 --batch-sizes 1,8
     """
     from ..api.export import bench as run
-    from ..exporters.bench import to_markdown
+    from ..exporters.bench import columns, to_markdown
     from ..exporters.bench_machine import LoadProbe, bench_header, default_threads
     from ..exporters.chart import bar_chart
     from ..exporters.metadata import write_json
@@ -120,7 +116,7 @@ def bench(model: str, backends: str, batches: str, old_batches: str | None, iter
         click.echo("\n".join(header.lines()), err=True)
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo("\n".join(header.lines()) + "\n\n" + render(rows, TABLE))
+        click.echo("\n".join(header.lines()) + "\n\n" + render(rows, columns(rows)))
 
 
 def _given(name: str) -> bool:

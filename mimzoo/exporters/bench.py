@@ -32,7 +32,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ class BenchRow:
     backend: str
     batch: int
     status: str  # "ok", "skipped" or "failed"
-    throughput: float | None = None  # images per second at the median latency
+    throughput: float | None = None  # inputs (images, or clips for a video encoder) per second at the median latency
     p50_ms: float | None = None  # median latency of one batch
     p95_ms: float | None = None  # 95th percentile latency
     q1_ms: float | None = None  # first quartile of the latencies
@@ -116,6 +116,7 @@ class BenchRow:
     speedup_q3: float | None = None  # third quartile of the per-round ratios
     threads: int | None = None  # intra-op threads its runtime used while timed (read back from torch / the session)
     note: str = ""  # why skipped, or what ran
+    unit: str = "img/s"  # what throughput counts: "img/s", or "clips/s" for a video encoder
 
     def to_dict(self) -> dict[str, Any]:
         """The fields, plus the spreads as text for tables (``iqr_ms`` "q1-q3", ``speedup_iqr``)."""
@@ -254,7 +255,9 @@ def _run(encoder: Any, model: Any, cfg: BenchConfig, workdir: Path, say: Callabl
         say(f"loading {name} and warming it up")
         _guard(name, skipped, say, lambda n=name: loaded.append(_warm(load_backend(n, encoder, cfg, folders.get(n)), data, cfg)))
     memory = _memory(loaded, encoder, folders, cfg, workdir, say) if cfg.memory else {}
-    return _timed_rows(loaded, skipped, memory, data, cfg, say, sync_for(cfg.device))
+    rows = _timed_rows(loaded, skipped, memory, data, cfg, say, sync_for(cfg.device))
+    unit = "clips/s" if getattr(encoder.preprocess, "num_frames", None) else "img/s"
+    return [replace(r, unit=unit) for r in rows]
 
 
 def _guard(name: str, skipped: dict[str, tuple[str, str]], say: Callable[[str], None], step: Callable[[], Any]) -> None:
@@ -348,6 +351,16 @@ COLUMNS = [("backend", "backend"), ("batch", "batch"), ("throughput", "img/s"), 
            ("speedup_iqr", "x IQR"), ("threads", "threads"), ("status", "status"), ("note", "note")]
 
 
+def columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """The table's columns for `rows`: the throughput heading says what was counted (img/s or clips/s).
+
+    >>> columns([{"unit": "clips/s"}])[2]
+    ('throughput', 'clips/s')
+    """
+    unit = next((r["unit"] for r in rows if r.get("unit")), "img/s")
+    return [(k, unit if k == "throughput" else h) for k, h in COLUMNS]
+
+
 def _md_cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -356,8 +369,9 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
-def to_markdown(rows: list[dict[str, Any]], columns: list[tuple[str, str]] = COLUMNS) -> str:
-    """Rows as a GitHub markdown table."""
-    lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(_md_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+def to_markdown(rows: list[dict[str, Any]], cols: list[tuple[str, str]] | None = None) -> str:
+    """Rows as a GitHub markdown table (columns: :func:`columns` of the rows unless given)."""
+    cols = cols or columns(rows)
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_md_cell(r.get(k)) for k, _ in cols) + " |" for r in rows]
     return "\n".join(lines)
