@@ -18,7 +18,7 @@ COLUMNS = [("step", "step"), ("result", "result"), ("seconds", "s"), ("ok", "ok"
                    "[default: mimzoo-quickstart, with --video mimzoo-quickstart-video]")
 @click.option("--model", help="Any model mimzoo.load accepts; the default is bundled and needs no network. "
                               "[default: mae-vit-digits, with --video videomae-vit-digits]")
-@click.option("--data", help="Eval and verification data spec. [default: digits, with --video moving-digits]")
+@click.option("--data", help="Eval and verification data spec. [default: digits, with --video moving-digits:test=1000]")
 @click.option("--license", "license_id", metavar="ID",
               help="License for the dry-run card when the model records none (your own pretraining run).")
 @click.option("--video", is_flag=True,

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from mimzoo.registry import Method, Paper, Preprocess, Reference, Taxonomy, Variant, WeightSource
 
+from .digits import DIGITS_VARIANT, PATCH8_VARIANT
 from .layouts import LAYOUTS
 from .recipe import RECIPE
 
@@ -97,28 +98,6 @@ TEST_VARIANT = Variant(
     test_only=True,
 )
 
-# the architecture of the project's planned tiny VideoMAE for moving-digits clips (docs/video.md). No weights
-# ship: none of the CPU pretraining runs tried so far beat this architecture at random init on moving-digits'
-# content labels (benchmarks/eval_digits.md, "Video"), so it is a named architecture for `--arch` and
-# `--random-init`, hidden from `mimzoo list` like the test variants, until a run earns a bundle.
-DIGITS_KWARGS = {"img_size": 64, "patch_size": 8, "num_frames": 8, "tubelet_size": 2, "embed_dim": 96, "depth": 4,
-                 "num_heads": 3}
-DIGITS_VARIANT = Variant(
-    name="videomae-vit-digits",
-    arch=VIDEO_ARCH,
-    params_m=0.485,
-    pooling="avg",
-    model_kwargs=DIGITS_KWARGS,
-    preprocess=Preprocess(input_size=(3, 64, 64), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bilinear",
-                          crop_pct=1.0, num_frames=8, frame_stride=1),
-    layouts=LAYOUTS,
-    reference=None,
-    license="apache-2.0",  # an architecture of this project's, not MCG-NJU's weights
-    description="tiny VideoMAE video ViT for moving-digits (8 frames of 64 px, tubelet 2, patch 8, 96-d, depth 4); "
-    "no weights ship yet (random init only): no CPU pretraining run beat random init on moving-digits content",
-    test_only=True,
-)
-
 TAXONOMY = Taxonomy(
     masking="tube",
     mask_ratio=0.9,
@@ -159,7 +138,8 @@ METHOD = Method(
         _variant("b", "k400", "MCG-NJU/videomae-base", epochs=1600, top1=80.9, file="pytorch_model.bin"),
         _variant("l", "k400", "MCG-NJU/videomae-large", epochs=1600, top1=84.7),
         _variant("b", "ssv2", "MCG-NJU/videomae-base-ssv2", epochs=2400, top1=70.6),
-        DIGITS_VARIANT,
+        DIGITS_VARIANT,  # pretrained here on moving-digits clips; ships inside the package
+        PATCH8_VARIANT,
         TEST_VARIANT,
     ),
 )
