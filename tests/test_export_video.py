@@ -112,3 +112,26 @@ def test_bench_runs_on_a_video_model(tmp_path):
     assert all("ok" in row for row in rows)
     heading = next(line for line in r.output.splitlines() if line.startswith("backend"))
     assert "clips/s" in heading and "img/s" not in heading  # a clip is not an image: the column says what it counts
+
+
+def test_openvino_int8_calibrates_on_train_clips_when_verification_takes_every_test_clip(tmp_path):
+    """moving-digits has 300 test clips and INT8 verification uses 300: calibration must come from elsewhere
+    (the train split), not be starved into a refusal that asks for image data."""
+    pytest.importorskip("nncf")
+    res = mimzoo.export(NAME, tmp_path / "ov-int8", format="openvino", precision="int8", pretrained=False,
+                        calibration_images=16)
+    meta = json.loads((res.path / "export.json").read_text())
+    assert meta["verification"]["passed"] and meta["verification"]["images"] == 300
+    assert meta["int8"]["calibration_images"] == 16
+
+
+def test_static_onnx_int8_on_clips_is_calibrated_on_the_train_split(tmp_path):
+    from mimzoo.exporters.images import load_clips
+
+    res = mimzoo.export(NAME, tmp_path / "int8s", precision="int8", int8_method="static", pretrained=False,
+                        calibration_images=16)
+    meta = json.loads((res.path / "export.json").read_text())
+    assert meta["verification"]["passed"] and meta["int8"]["calibration_images"] == 16
+    verify, calib = load_clips("moving-digits", 300), load_clips("moving-digits", 16, split="train")
+    seen = {np.asarray(c[0]).tobytes() for c in verify.images}
+    assert not any(np.asarray(c[0]).tobytes() in seen for c in calib.images)  # no calibration clip is verified on

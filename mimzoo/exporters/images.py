@@ -51,7 +51,7 @@ def load_images(data: str | Path | None, limit: int, *, seed: int = 0) -> ImageS
     if str(data).lower() == "digits":
         return _digits(limit, seed)
     if str(data).startswith(VIDEO_SPECS):
-        return _clips(str(data), limit, seed)
+        return load_clips(str(data), limit, seed=seed)
     folder = Path(data).expanduser()
     if not folder.is_dir():
         raise ExportError(f"--data '{data}' is neither 'digits' nor an image folder; pass one of them (or 'none')")
@@ -80,18 +80,21 @@ def _digits(limit: int, seed: int) -> ImageSet:
     return ImageSet("digits", images, tuple(int(digits.target[i]) for i in pick))
 
 
-def _clips(spec: str, limit: int, seed: int) -> ImageSet:
-    """Clips (each a list of RGB PIL frames, all of them: the encoder's transform samples its own) from the
-    eval split of a mimzoo video dataset (``moving-digits``, ``video-folder:PATH``), for video encoders."""
+def load_clips(spec: str, limit: int, *, seed: int = 0, split: str = "eval") -> ImageSet:
+    """Up to `limit` clips (each a list of RGB PIL frames, all of them: the encoder's transform samples its
+    own) from the `split` ("eval" or "train") of a mimzoo video dataset (``moving-digits``,
+    ``video-folder:PATH``), for video encoders. Verification reads the eval split; INT8 calibration the
+    train split, so the two never share a clip however small the eval split is (moving-digits: 300)."""
     from ..data import open_dataset
     from ..errors import MimzooError
 
     try:
-        split = open_dataset(spec).eval
+        source = open_dataset(spec)
     except MimzooError as e:
         raise ExportError(f"--data {spec}: {e}") from e
-    pick = _subset(len(split), limit, seed)
-    return ImageSet(spec, tuple(split.image(i) for i in pick), tuple(int(split.label(i)) for i in pick))
+    part = source.eval if split == "eval" else source.train
+    pick = _subset(len(part), limit, seed)
+    return ImageSet(spec, tuple(part.image(i) for i in pick), tuple(int(part.label(i)) for i in pick))
 
 
 def _folder(folder: Path, limit: int, seed: int) -> ImageSet:

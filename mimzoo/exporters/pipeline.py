@@ -23,7 +23,7 @@ from typing import Any
 from .._atomic import atomic_dir
 from .._lock import output_lock
 from .._outputs import check_replaceable, sweep_stale
-from .images import VIDEO_SPECS, ImageSet, load_images
+from .images import VIDEO_SPECS, ImageSet, load_clips, load_images
 from .metadata import (
     EXPORT_JSON,
     ONNX_NAME,
@@ -111,6 +111,9 @@ def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: b
         from .task import load_task_images
 
         calib, verify_set = load_task_images(task, data.data, n_verify, n_calib, seed=data.seed)
+    elif video:  # clips: verify on the eval split, calibrate on the train split (the eval split may be all used)
+        verify_set = load_images(source, n_verify, seed=data.seed)
+        calib = load_clips(str(source), n_calib, seed=data.seed, split="train") if n_calib else ImageSet(source, (), None)
     else:
         verify_set, calib = load_images(source, n_verify + n_calib, seed=data.seed).split(n_verify)
     if tol.needs_labels and (verify_set.labels is None or len(verify_set) < 3):
