@@ -135,3 +135,67 @@ def test_static_onnx_int8_on_clips_is_calibrated_on_the_train_split(tmp_path):
     verify, calib = load_clips("moving-digits", 300), load_clips("moving-digits", 16, split="train")
     seen = {np.asarray(c[0]).tobytes() for c in verify.images}
     assert not any(np.asarray(c[0]).tobytes() in seen for c in calib.images)  # no calibration clip is verified on
+
+
+@pytest.fixture(scope="module")
+def dyn_t(tmp_path_factory):
+    """An export whose T axis is dynamic: clips of 2 or 4 frames (tubelet 2)."""
+    return mimzoo.export(NAME, tmp_path_factory.mktemp("dt") / "dyn", tokens=True, min_frames=2, **OPTS)
+
+
+def test_min_frames_makes_t_dynamic_and_the_export_matches_pytorch_at_both_ends(dyn_t):
+    import onnxruntime as ort
+
+    from mimzoo.exporters.pipeline import rebuild_encoder
+
+    meta = json.loads((dyn_t.path / "export.json").read_text())
+    assert meta["frames"] == {"min": 2, "max": 4, "multiple": 2} and meta["verification"]["passed"]
+    sess = ort.InferenceSession(str(dyn_t.path / "model.onnx"))
+    assert isinstance(sess.get_inputs()[0].shape[2], str)  # symbolic: any multiple of 2 up to 4
+    enc = rebuild_encoder(meta)
+    for frames, tokens in ((2, 16), (4, 32)):
+        x = torch.randn(3, 3, frames, 32, 32, generator=torch.Generator().manual_seed(frames))
+        emb, tok = sess.run(None, {"pixel_values": x.numpy()})
+        with torch.inference_mode():
+            ref = enc(x).numpy()
+        assert tok.shape == (3, tokens, 32)
+        np.testing.assert_allclose(emb, ref, atol=1e-4)
+    assert mimzoo.verify(dyn_t.path)["passed"]  # the folder's own frames entry: verified again at T = 2 and 4
+
+
+@pytest.mark.parametrize("model, frames, says", [
+    ("mae-vit-test", 2, "is for video encoders"),
+    (NAME, 3, "pass one of 2, 4"),
+    (NAME, 6, "pass one of 2, 4"),
+])
+def test_min_frames_that_do_not_fit_are_refused_in_one_line(tmp_path, model, frames, says):
+    with pytest.raises(MimzooError) as e:
+        mimzoo.export(model, tmp_path / "x", min_frames=frames, **OPTS)
+    assert "\n" not in str(e.value) and says in str(e.value)
+    assert not (tmp_path / "x").exists()
+
+
+def test_int8_and_openvino_take_a_dynamic_t(tmp_path):
+    res = mimzoo.export(NAME, tmp_path / "int8", precision="int8", min_frames=2, calibration_images=16, **OPTS)
+    assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
+    if pytest.importorskip("openvino"):
+        ov = mimzoo.export(NAME, tmp_path / "ov", format="openvino", min_frames=2, **OPTS)
+        assert json.loads((ov.path / "export.json").read_text())["frames"]["min"] == 2
+
+
+def test_tensorrt_profile_spans_min_frames_to_t(tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(DOUBLE))
+        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(DOUBLE), os.environ.get("PYTHONPATH")) if p))
+        mp.delenv("TRT_DOUBLE_VERSION", raising=False)
+        sys.modules.pop("tensorrt", None)
+        try:
+            import tensorrt as trt
+
+            res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4, min_frames=2,
+                                cache_dir=tmp_path / "cache", **OPTS)
+            header = trt.describe_engine((res.path / "model.engine").read_bytes())
+            assert header["profile"]["pixel_values"] == [[1, 3, 2, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
+            assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
+        finally:
+            sys.modules.pop("tensorrt", None)

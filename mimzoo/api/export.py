@@ -39,6 +39,7 @@ def export(
     calibration_images: int = 64,
     tolerances: Mapping[str, float] | None = None,
     int8_method: str = "auto",
+    min_frames: int | None = None,
     max_batch: int = 64,
     opt_batch: int = 8,
     overwrite: bool = False,
@@ -69,6 +70,8 @@ def export(
         calibration_images: extra, disjoint images for static INT8 / TensorRT INT8 calibration.
         tolerances: override the gate, e.g. ``{"max_abs": 1e-3, "cosine_min": 0.9999}``.
         int8_method: ``"dynamic"``, ``"static"`` (QDQ, calibrated) or ``"auto"`` (dynamic plans first).
+        min_frames: video encoders: also accept clips of `min_frames` up to the model's T frames (a multiple of
+            the tubelet size): the T axis becomes dynamic, is verified at both ends, and bounds the TensorRT profile.
         max_batch: largest batch a dynamic TensorRT engine accepts; opt_batch: the one it is tuned for.
         overwrite: replace an existing `output` folder (only after the new export passed).
         cache_dir: TensorRT timing/calibration caches (default ``~/.cache/mimzoo/tensorrt``).
@@ -85,7 +88,7 @@ def export(
     (True, True)
     """
     spec = ExportSpec(format=format, precision=precision, batch=batch, img_size=img_size, opset=opset, tokens=tokens,
-                      max_batch=max_batch, opt_batch=opt_batch, int8_method=int8_method)
+                      max_batch=max_batch, opt_batch=opt_batch, int8_method=int8_method, min_frames=min_frames)
     if head is not None:  # a bad head folder fails in a second, before loading anything
         _check_head(head, tokens)
     if spec.format == "tensorrt":  # fail in a second, before loading anything

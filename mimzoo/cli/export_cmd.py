@@ -108,6 +108,9 @@ def _common_model_options(f: Any) -> Any:
 @click.option("--batch", default="dynamic", show_default=True,
               help="The exported model's batch dimension: 'dynamic' (any batch) or one fixed size.")
 @click.option("--img-size", type=int, help="Input side other than the model's own.")
+@click.option("--min-frames", type=int, metavar="N",
+              help="Video models: also accept clips of N up to the model's frames (T axis dynamic, verified at "
+                   "both ends; the TensorRT profile spans it). N is a multiple of the tubelet size.")
 @click.option("--opset", type=int, default=18, show_default=True, help="ONNX opset (17-23).")
 @click.option("--tokens", is_flag=True, help="Also output the [N, L, D] tokens.")
 @click.option("--head", metavar="DIR", type=click.Path(file_okay=False),
@@ -126,7 +129,7 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
            threads: int | None, batch: str, img_size: int | None, opset: int, tokens: bool,
            output: str | None, overwrite: bool, int8_method: str, calibration_images: int, max_batch: int,
            opt_batch: int, weights: str | None, random_init: bool, seed: int, data: str, images: int | None,
-           tol: tuple[str, ...], as_json: bool, head: str | None = None) -> None:
+           tol: tuple[str, ...], as_json: bool, head: str | None = None, min_frames: int | None = None) -> None:
     """Export MODEL to ONNX, TensorRT or OpenVINO and verify it against PyTorch.
 
     Nothing is written unless verification passes. Examples:
@@ -148,6 +151,8 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
     check_output(output, folder=True)
     if target and head:
         raise click.UsageError("--target does not take --head yet; pick --format and --precision for a task model")
+    if target and min_frames is not None:
+        raise click.UsageError("--target does not take --min-frames yet; pick --format and --precision for it")
     if target:
         return _export_target(ctx, model, target, threads, output, batch, img_size, opset, tokens, overwrite,
                               calibration_images, weights, random_init, seed, data, images, tol, as_json)
@@ -156,7 +161,7 @@ def export(ctx: click.Context, model: str, fmt: str, trt: bool, fp16: bool, int8
         opset=opset, tokens=tokens, pretrained=not random_init, weights=weights, seed=seed,
         data=None if data == "none" else data, images=images, calibration_images=calibration_images,
         tolerances=_tolerances(tol), int8_method=int8_method, max_batch=max_batch, opt_batch=opt_batch,
-        overwrite=overwrite, progress=_say, head=head,
+        overwrite=overwrite, progress=_say, head=head, min_frames=min_frames,
     )
     if as_json:
         click.echo(json.dumps(result.meta, indent=2))

@@ -92,15 +92,16 @@ def export_onnx(encoder: Any, path: Path, spec: ExportSpec) -> OnnxExport:
     module = export_module(encoder, spec.tokens)
     raw = path.with_name(f".raw-{path.name}")
     reason = None
+    frames = frame_range(encoder, spec)
     try:
         with _quiet("onnxscript", "onnx_ir"):  # their INFO lines drown mimzoo's own under -v
-            _dynamo(module, example, raw, spec)
+            _dynamo(module, example, raw, spec, frames)
         exporter = "dynamo"
     except Exception as e:  # torch.export raises many types; any of them means "try the other exporter"
         reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}" if str(e).strip() else type(e).__name__
         log.warning("torch's dynamo ONNX exporter failed (%s); falling back to the TorchScript exporter", reason)
         _remove(raw)
-        _torchscript(module, example, raw, spec)
+        _torchscript(module, example, raw, spec, frames)
         exporter = "torchscript"
     ops, opset = _finalise(raw, path)
     n_ln = sum(isinstance(m, torch.nn.LayerNorm) for m in encoder.modules())
@@ -123,24 +124,44 @@ def _quiet(*names: str) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _dynamo(module: Any, example: Any, path: Path, spec: ExportSpec) -> None:
+def frame_range(encoder: Any, spec: ExportSpec) -> tuple[int, int, int] | None:
+    """(fewest frames, most frames, tubelet size) of a video export whose T axis is dynamic; None when T is
+    fixed (``spec.min_frames`` unset). The run_export checks made sure the range fits the model.
+
+    >>> frame_range(mimzoo.load("videomae-vit-test", pretrained=False), ExportSpec(min_frames=2))  # doctest: +SKIP
+    (2, 4, 2)
+    """
+    if spec.min_frames is None:
+        return None
+    return int(spec.min_frames), int(encoder.preprocess.num_frames), int(encoder.model.patch_embed.tubelet_size)
+
+
+def _dynamo(module: Any, example: Any, path: Path, spec: ExportSpec, frames: tuple[int, int, int] | None) -> None:
     torch = require("torch")
-    shapes = None if not spec.dynamic else ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=4096)} if spec.dynamic else {}
+    if frames is not None:  # T = tubelet x tubes, so the Conv3d tube embedding always divides it
+        lo, hi, t = frames
+        dims[2] = t * torch.export.Dim("tubes", min=lo // t, max=hi // t)
+    shapes = (dims,) if dims else None
     torch.onnx.export(module, (example,), str(path), dynamo=True, input_names=[INPUT],
                       output_names=module.names, dynamic_shapes=shapes, opset_version=spec.opset,
                       external_data=True, optimize=True, verbose=False, report=False)
 
 
-def _torchscript(module: Any, example: Any, path: Path, spec: ExportSpec) -> None:
+def _torchscript(module: Any, example: Any, path: Path, spec: ExportSpec, frames: tuple[int, int, int] | None) -> None:
     torch = require("torch")
     names = module.names
-    axes = {n: {0: "batch"} for n in [INPUT, *names]} if spec.dynamic else None
+    axes: dict[str, dict[int, str]] = {n: {0: "batch"} for n in [INPUT, *names]} if spec.dynamic else {}
+    if frames is not None:  # the clip's T, and with it the token count
+        axes.setdefault(INPUT, {})[2] = "frames"
+        if TOKENS in names:
+            axes.setdefault(TOKENS, {})[1] = "tokens"
     import warnings
 
     with warnings.catch_warnings():  # the deprecation warning is what this fallback is about
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[INPUT], output_names=names,
-                          dynamic_axes=axes, opset_version=spec.opset, do_constant_folding=True)
+                          dynamic_axes=axes or None, opset_version=spec.opset, do_constant_folding=True)
 
 
 def _finalise(raw: Path, path: Path) -> tuple[Counter, int]:

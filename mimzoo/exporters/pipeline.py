@@ -36,7 +36,7 @@ from .metadata import (
     state_sha256,
     write_json,
 )
-from .onnx import OnnxExport, export_onnx, output_names, to_fp16
+from .onnx import OnnxExport, export_onnx, frame_range, output_names, to_fp16
 from .spec import ExportError, ExportSpec, Tolerances, VerificationError
 from .verify import Outputs, VerifyInputs, collect, make_inputs, report, summary, torch_runner
 
@@ -90,7 +90,28 @@ class Source:
 def _inputs(encoder: Any, spec: ExportSpec, images: ImageSet, seed: int) -> VerifyInputs:
     fixed = spec.batch if isinstance(spec.batch, int) else None
     sizes = (fixed, fixed) if fixed else (1, 3)  # two sizes: the batch axis really is dynamic
-    return make_inputs(encoder, images, random_sizes=sizes, batch_size=fixed or REAL_BATCH, seed=seed)
+    inputs = make_inputs(encoder, images, random_sizes=sizes, batch_size=fixed or REAL_BATCH, seed=seed)
+    if spec.min_frames is None:
+        return inputs
+    import numpy as np
+
+    n, c, _, h, w = inputs.random[-1].shape  # and the T axis: a batch of the shortest clips it accepts
+    short = np.random.default_rng(seed + 1).standard_normal((n, c, spec.min_frames, h, w)).astype(np.float32)
+    return replace(inputs, random=(*inputs.random, short))
+
+
+def check_frames(spec: ExportSpec, encoder: Any) -> None:
+    """A dynamic-T export (``min_frames``) needs a video encoder and a multiple of its tubelet up to its T."""
+    if spec.min_frames is None:
+        return
+    pp = encoder.preprocess
+    if not pp.is_video:
+        raise ExportError("--min-frames is for video encoders (a dynamic T axis); drop it for this image model")
+    t = int(encoder.model.patch_embed.tubelet_size)
+    if spec.min_frames % t or not t <= spec.min_frames <= pp.num_frames:
+        ok = ", ".join(str(k) for k in range(t, pp.num_frames + 1, t))
+        raise ExportError(f"--min-frames {spec.min_frames} does not fit this model (tubelet {t}, {pp.num_frames} "
+                          f"frames); pass one of {ok}")
 
 
 def _load_data(spec: ExportSpec, tol: Tolerances, data: VerifyData, calibrate: bool,
@@ -143,6 +164,9 @@ def check_output(out: Path, overwrite: bool) -> None:
 def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[str, float] | None, data: VerifyData,
                    say: Say, cache_dir: Path | None) -> ExportResult:
     tol = Tolerances.for_precision(spec.precision).for_task(src.task).updated(tolerances)
+    check_frames(spec, src.encoder)
+    if src.head_dir is not None and spec.min_frames is not None:
+        raise ExportError("--min-frames applies to encoder exports; drop it with --head")
     if src.head_dir is not None:
         from .task import check_labels, seg_data
 
@@ -176,6 +200,9 @@ def _export_locked(src: Source, out: Path, spec: ExportSpec, tolerances: dict[st
             raise VerificationError(f"{spec.format} {spec.precision} export of {src.model} failed verification"
                                     f"{plans_note} ({'; '.join(rep['failures'])}); nothing was written to {out}", rep)
         digest = _artifact_digest(spec, tmp)  # what was verified; the report goes into its metadata next
+        if spec.min_frames is not None:  # the T axis is dynamic: which clip lengths the export takes
+            lo, hi, t = frame_range(src.encoder, spec)
+            extra["frames"] = {"min": lo, "max": hi, "multiple": t}
         meta = _meta(src, spec, info, rep, {**extra, "artifact_sha256": digest})
         if spec.format != "openvino":  # an IR keeps only the preprocessing (rt_info, verified with it)
             embed_in_onnx(tmp / ONNX_NAME, meta)
@@ -284,13 +311,25 @@ def rebuild_encoder(meta: dict[str, Any]) -> Any:
     return encoder
 
 
+def _min_frames(meta: dict[str, Any], folder: Path) -> int | None:
+    """The shortest clip a dynamic-T export says it takes (checked against the model before use)."""
+    frames = meta.get("frames")
+    if frames is None:
+        return None
+    try:
+        return int(frames["min"])
+    except (TypeError, KeyError, ValueError):
+        raise CorruptExportError(f"{folder}/export.json has an unreadable 'frames' entry; export again") from None
+
+
 def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, float] | None = None,
                   data: VerifyData = VerifyData(), say: Say = log.info) -> dict[str, Any]:
     """Verify an existing export folder against PyTorch; return the report (``passed`` says the verdict)."""
     info = read_export_folder(folder, marker_required=False)  # re-measured below: the digest shows it complete
     meta = info.meta
     spec = ExportSpec(format=meta["format"], precision=meta["precision"], batch=meta["batch"],
-                      opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"])
+                      opset=max(int(meta.get("opset") or 17), 17), tokens="tokens" in meta["outputs"],
+                      min_frames=_min_frames(meta, folder))
     task = ((meta.get("task") or {}).get("head") or {}).get("task") if "task" in meta else None
     # mimzoo's own gate for the precision (and the caller's explicit overrides), never the folder's
     tol = Tolerances.for_precision(spec.precision).for_task(task).updated(tolerances)
@@ -304,6 +343,10 @@ def verify_folder(folder: Path, *, encoder: Any = None, tolerances: dict[str, fl
         data = replace(data, data=seg_data(encoder.spec, data.data))
         check_labels(encoder.spec, data.data)
     _check_shapes(meta, encoder, folder)
+    try:
+        check_frames(spec, encoder)
+    except ExportError as e:
+        raise CorruptExportError(f"{folder}/export.json 'frames' does not fit the model ({e}); export again") from None
     _, verify_set = _load_data(spec, tol, data, calibrate=False, video=encoder.preprocess.is_video,
                                task=encoder if "task" in meta else None)
     inputs = _inputs(encoder, spec, verify_set, data.seed)

@@ -127,10 +127,21 @@ def calibration_batches(images: np.ndarray, batch: int | str, size: int = CALIBR
 
 
 def prepare(src: Path, dst: Path) -> None:
-    """onnxruntime's recommended pre-processing (shape inference, graph clean-up); node names are kept."""
+    """onnxruntime's recommended pre-processing (shape inference, graph clean-up); node names are kept.
+
+    A video export with a dynamic T axis has an input dim ``2*tubes`` whose symbolic inference stops short
+    ("Incomplete symbolic shape inference"); with ``auto_merge`` it completes (the dims it merges are equal)."""
     pre = require("onnxruntime.quantization.shape_inference")
     pre.quant_pre_process(str(src), str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
-                          external_data_location=dst.name + ".data")
+                          external_data_location=dst.name + ".data", auto_merge=_has_derived_dims(src))
+
+
+def _has_derived_dims(path: Path) -> bool:
+    """Whether the graph's input has a derived symbolic dim (``2*tubes``: a dynamic-T video export)."""
+    onnx = require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    return any(not d.dim_value and any(op in d.dim_param for op in "*+-/")
+               for i in model.graph.input for d in i.type.tensor_type.shape.dim)
 
 
 def quantize(src: Path, dst: Path, plan: Int8Plan, *, calibration: Iterable[np.ndarray] = (),

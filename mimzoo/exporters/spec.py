@@ -134,6 +134,7 @@ class ExportSpec:
     max_batch: int = 64  # largest batch a dynamic export is checked and profiled for (TensorRT max shape)
     opt_batch: int = 8  # batch TensorRT tunes its kernels for (profile "opt" shape)
     int8_method: str = "auto"  # onnxruntime INT8: "dynamic", "static" (QDQ calibrated) or "auto" (both)
+    min_frames: int | None = None  # video: clips of min_frames..T frames are accepted (T axis dynamic); None: T fixed
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -155,6 +156,8 @@ class ExportSpec:
             raise ExportError(f"--int8-method applies to ONNX INT8 exports only ({how}); drop --int8-method "
                               f"{self.int8_method} or use --format onnx --int8")
         object.__setattr__(self, "batch", parse_batch(self.batch))
+        if self.min_frames is not None and self.min_frames < 1:
+            raise ExportError(f"--min-frames {self.min_frames} must be at least 1 (a multiple of the tubelet size)")
         if not 1 <= self.opt_batch <= self.max_batch:
             raise ExportError(f"opt_batch {self.opt_batch} must lie in 1..max_batch ({self.max_batch})")
 

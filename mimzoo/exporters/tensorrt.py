@@ -93,10 +93,19 @@ def profile_for(spec: ExportSpec, input_size: Sequence[int]) -> Profile:
     (8, 3, 224, 224)
     >>> profile_for(ExportSpec(batch="dynamic", opt_batch=8, max_batch=32), (3, 16, 224, 224)).max
     (32, 3, 16, 224, 224)
+
+    A video export with ``min_frames`` covers T too: from ``min_frames`` (min shape) to the model's T
+    (opt and max shapes, where the kernels are tuned).
+
+    >>> profile_for(ExportSpec(min_frames=8), (3, 16, 224, 224)).min
+    (1, 3, 8, 224, 224)
     """
     lo, opt, hi = spec.batch_range()
     dims = tuple(int(v) for v in input_size)
-    return Profile((lo, *dims), (opt, *dims), (hi, *dims))
+    short = dims
+    if spec.min_frames is not None and len(dims) == 4:  # (C, T, H, W)
+        short = (dims[0], int(spec.min_frames), *dims[2:])
+    return Profile((lo, *short), (opt, *dims), (hi, *dims))
 
 
 def precision_flags(precision: str) -> tuple[str, ...]:
