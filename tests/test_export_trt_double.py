@@ -9,8 +9,6 @@ tests check the order of steps, flags, profiles, caches and errors, not fp16/int
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +16,9 @@ import pytest
 import torch
 
 import mimzoo
+from export_helpers import trt_double
 from mimzoo.exporters.tensorrt import SUPPORTED_TRT_RANGE, onnx_sha256
 
-DOUBLE = Path(__file__).resolve().parent / "trt_double"
 pytestmark = pytest.mark.usefixtures("one_thread")
 OPTS = dict(pretrained=False, images=32, max_batch=8, opt_batch=4, calibration_images=16)
 
@@ -28,16 +26,9 @@ OPTS = dict(pretrained=False, images=32, max_batch=8, opt_batch=4, calibration_i
 @pytest.fixture(scope="module")
 def trt(tmp_path_factory):
     """`import tensorrt` gets the double, here and in child interpreters (PYTHONPATH); undone afterwards."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(DOUBLE))
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(DOUBLE), os.environ.get("PYTHONPATH")) if p))
-        mp.delenv("TRT_DOUBLE_VERSION", raising=False)
-        sys.modules.pop("tensorrt", None)
-        import tensorrt
-
-        assert tensorrt.HOST_MEMORY_DOUBLE and tensorrt.__version__.startswith("10.")
+    with trt_double() as tensorrt:
+        assert tensorrt.__version__.startswith("10.")
         yield tensorrt
-        sys.modules.pop("tensorrt", None)
 
 
 @pytest.fixture(scope="module")

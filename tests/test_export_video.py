@@ -9,19 +9,16 @@ encoder) with the precision's usual tolerances.
 from __future__ import annotations
 
 import json
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import mimzoo
+from export_helpers import trt_double
 from mimzoo.errors import MimzooError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-DOUBLE = Path(__file__).resolve().parent / "trt_double"
 NAME = "videomae-vit-test"
 OPTS = dict(pretrained=False, images=24)
 
@@ -73,22 +70,12 @@ def test_image_data_is_refused_for_a_video_model_in_one_line(tmp_path):
 
 def test_tensorrt_profile_covers_the_clip_shape(tmp_path):
     """The TensorRT path through the CPU double: the profile is [N, C, T, H, W] and the engine verifies."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(DOUBLE))
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(DOUBLE), os.environ.get("PYTHONPATH")) if p))
-        mp.delenv("TRT_DOUBLE_VERSION", raising=False)
-        sys.modules.pop("tensorrt", None)
-        try:
-            import tensorrt as trt
-
-            assert trt.HOST_MEMORY_DOUBLE
-            res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4,
-                                cache_dir=tmp_path / "cache", **OPTS)
-            header = trt.describe_engine((res.path / "model.engine").read_bytes())
-            assert header["profile"]["pixel_values"] == [[1, 3, 4, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
-            assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
-        finally:
-            sys.modules.pop("tensorrt", None)
+    with trt_double() as trt:
+        res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4,
+                            cache_dir=tmp_path / "cache", **OPTS)
+        header = trt.describe_engine((res.path / "model.engine").read_bytes())
+        assert header["profile"]["pixel_values"] == [[1, 3, 4, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
+        assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
 
 
 def test_openvino_export_of_clips_verifies(tmp_path):
@@ -184,18 +171,9 @@ def test_int8_and_openvino_take_a_dynamic_t(tmp_path):
 
 
 def test_tensorrt_profile_spans_min_frames_to_t(tmp_path):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(DOUBLE))
-        mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(DOUBLE), os.environ.get("PYTHONPATH")) if p))
-        mp.delenv("TRT_DOUBLE_VERSION", raising=False)
-        sys.modules.pop("tensorrt", None)
-        try:
-            import tensorrt as trt
-
-            res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4, min_frames=2,
-                                cache_dir=tmp_path / "cache", **OPTS)
-            header = trt.describe_engine((res.path / "model.engine").read_bytes())
-            assert header["profile"]["pixel_values"] == [[1, 3, 2, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
-            assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]
-        finally:
-            sys.modules.pop("tensorrt", None)
+    with trt_double() as trt:  # the double refuses shapes outside the profile, as TensorRT does
+        res = mimzoo.export(NAME, tmp_path / "trt", format="tensorrt", max_batch=8, opt_batch=4, min_frames=2,
+                            cache_dir=tmp_path / "cache", **OPTS)
+        header = trt.describe_engine((res.path / "model.engine").read_bytes())
+        assert header["profile"]["pixel_values"] == [[1, 3, 2, 32, 32], [4, 3, 4, 32, 32], [8, 3, 4, 32, 32]]
+        assert json.loads((res.path / "export.json").read_text())["verification"]["passed"]

@@ -20,18 +20,15 @@ says so (MAE's own is normalised pixels).
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import replace
-from importlib import resources
 from typing import Any
 
 from mimzoo.registry import Preprocess, Variant, WeightSource
+from mimzoo.registry.bundled import probe_figures, read_results, results_or_none
 
 from .layouts import LAYOUTS
 from .taxonomy import TAXONOMY
 
-log = logging.getLogger(__name__)
 RESULTS = "assets/mae-vit-digits/results.json"  # inside the mimzoo package, beside the bundled weights
 
 DIGITS_KWARGS = {"img_size": 32, "patch_size": 4, "embed_dim": 96, "depth": 6, "num_heads": 3}
@@ -39,10 +36,9 @@ DIGITS_PREPROCESS = Preprocess(input_size=(3, 32, 32), mean=(0.305, 0.305, 0.305
                                interpolation="bicubic", crop_pct=1.0, crop_mode="center")
 
 
-
 def measured() -> dict[str, Any]:
     """The bundled weights' figures (``results.json``): ``pretrained`` and ``random_init`` top-1 per task."""
-    return json.loads(resources.files("mimzoo").joinpath(RESULTS).read_text(encoding="utf-8"))
+    return read_results(RESULTS)
 
 
 def describe(results: dict[str, Any] | None) -> str:
@@ -55,17 +51,7 @@ def describe(results: dict[str, Any] | None) -> str:
             "(bundled, offline)")
     if not results:
         return what
-    p, r = results["pretrained"], results["random_init"]
-    return (f"{what}; `mimzoo eval` top-1 on the digits test split: k-NN {p['knn']:.1f} / linear {p['linear']:.1f} "
-            f"(random init {r['knn']:.1f} / {r['linear']:.1f})")
-
-
-def _measured_or_none() -> dict[str, Any] | None:
-    try:
-        return measured()
-    except (OSError, ValueError) as e:  # a damaged install must not take the other MAE models down
-        log.warning("cannot read mimzoo/%s (%s); mae-vit-digits is listed without its figures", RESULTS, e)
-        return None
+    return f"{what}; `mimzoo eval` top-1 on the digits test split: {probe_figures(results)}"
 
 
 DIGITS_VARIANT = Variant(
@@ -88,7 +74,7 @@ DIGITS_VARIANT = Variant(
     layouts=LAYOUTS,
     reference=None,
     license="apache-2.0",  # trained by this project (mimzoo's own license), not Meta's MAE weights
-    description=describe(_measured_or_none()),
+    description=describe(results_or_none(RESULTS, "mae-vit-digits")),
     taxonomy=replace(TAXONOMY, target="pixels", details="MAE trained on raw pixels (a 4x4 patch of an upscaled "
                      "8x8 digit is one flat pixel: per-patch normalisation would zero it); MSE on masked patches"),
 )

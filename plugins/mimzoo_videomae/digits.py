@@ -16,16 +16,13 @@ content (linear probe +10 to +17 points over random init).
 
 from __future__ import annotations
 
-import json
-import logging
-from importlib import resources
 from typing import Any
 
 from mimzoo.registry import Preprocess, Variant, WeightSource
+from mimzoo.registry.bundled import probe_figures, read_results, results_or_none
 
 from .layouts import LAYOUTS
 
-log = logging.getLogger(__name__)
 RESULTS = "assets/videomae-digits/results.json"  # inside the mimzoo package, beside the bundled weights
 DIGITS_KWARGS = {"img_size": 64, "patch_size": 16, "num_frames": 8, "tubelet_size": 2, "embed_dim": 96, "depth": 4,
                  "num_heads": 3}
@@ -37,7 +34,7 @@ COMMAND = ("mimzoo pretrain videomae --arch videomae-vit-digits --data moving-di
 
 def measured() -> dict[str, Any]:
     """The bundled weights' figures (``results.json``): ``pretrained`` and ``random_init`` top-1 per task."""
-    return json.loads(resources.files("mimzoo").joinpath(RESULTS).read_text(encoding="utf-8"))
+    return read_results(RESULTS)
 
 
 def describe(results: dict[str, Any] | None) -> str:
@@ -50,17 +47,7 @@ def describe(results: dict[str, Any] | None) -> str:
             "clips (bundled, offline)")
     if not results:
         return what
-    p, r = results["pretrained"], results["random_init"]
-    return (f"{what}; `mimzoo eval` top-1 on moving-digits (digit label): k-NN {p['knn']:.1f} / linear "
-            f"{p['linear']:.1f} (random init {r['knn']:.1f} / {r['linear']:.1f})")
-
-
-def _measured_or_none() -> dict[str, Any] | None:
-    try:
-        return measured()
-    except (OSError, ValueError) as e:  # a damaged install must not take the other VideoMAE models down
-        log.warning("cannot read mimzoo/%s (%s); videomae-vit-digits is listed without its figures", RESULTS, e)
-        return None
+    return f"{what}; `mimzoo eval` top-1 on moving-digits (digit label): {probe_figures(results)}"
 
 
 DIGITS_VARIANT = Variant(
@@ -85,7 +72,7 @@ DIGITS_VARIANT = Variant(
     layouts=LAYOUTS,
     reference=None,
     license="apache-2.0",  # trained by this project (mimzoo's own license), not MCG-NJU's weights
-    description=describe(_measured_or_none()),
+    description=describe(results_or_none(RESULTS, "videomae-vit-digits")),
 )
 
 # the patch-8 twin the first runs used (benchmarks/eval_digits.md, "Video": they learned motion, not content); an
