@@ -27,7 +27,7 @@ RESULTS = "assets/videomae-digits/results.json"  # inside the mimzoo package, be
 DIGITS_KWARGS = {"img_size": 64, "patch_size": 16, "num_frames": 8, "tubelet_size": 2, "embed_dim": 96, "depth": 4,
                  "num_heads": 3}
 # the pretraining run of the bundle (benchmarks/pretrain_videomae_digits.py runs it and docs/video.md quotes it)
-COMMAND = ("mimzoo pretrain videomae --arch videomae-vit-digits --data moving-digits:train=4000 --epochs 10 "
+COMMAND = ("mimzoo pretrain videomae --arch videomae-vit-digits --data moving-digits:train=4000,label=pair --epochs 10 "
            "--warmup-epochs 1 --batch-size 64 --lr 1.5e-3 --threads 1 --set decoder.dim=96 --set decoder.depth=2 "
            "--set decoder.heads=3 --set augment.crop_scale=[0.6,1.0] -o runs/videomae-vit-digits")
 
