@@ -110,10 +110,21 @@ def make_loader(dataset: ImageDataset, batches: list[list[Any]], *, workers: int
     workers = default_workers() if workers is None else workers
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate, pin_memory=pin_memory,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=4 if workers else None, multiprocessing_context=_worker_context(workers),
         # its own generator: a loader must not draw from the global RNG that drop path uses (exact resume)
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def _worker_context(workers: int) -> str | None:
+    """How loader workers start: forked as usual, but from a fork server under torch.distributed, whose
+    background threads (gloo's) may hold locks at fork time: a worker forked then can hang for good (seen
+    once in CI: both ranks stuck after the first split's features, 0 CPU)."""
+    import torch.distributed as dist
+
+    if workers and dist.is_available() and dist.is_initialized():
+        return "forkserver"
+    return None
 
 
 def train_transform(preprocess: Any, *, flip: bool, scale: tuple[float, float] = (0.35, 1.0)) -> Any:
