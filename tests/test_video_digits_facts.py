@@ -75,3 +75,11 @@ def test_docs_readme_and_benchmark_quote_the_stored_figures():
     for task in ("knn", "linear"):
         row = f"| digit (10 classes) | {task} | {P[task]:.1f} | " + " / ".join(f"{s[task]:.1f}" for s in seeds)
         assert row in bench, row
+
+
+def test_a_missing_results_file_lists_the_model_without_figures(tmp_path, caplog):
+    from mimzoo.registry.bundled import probe_figures, results_or_none
+
+    assert results_or_none("assets/no-such-model/results.json", "x-digits") is None
+    assert "x-digits is listed without its figures" in caplog.text
+    assert probe_figures(RESULTS) in FIGURES  # the one line every surface quotes
